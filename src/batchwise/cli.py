@@ -1,0 +1,179 @@
+"""The ``batchwise`` command: one sub-command per job.
+
+Every command that reports results has ``--json`` (one JSON object on stdout,
+fields documented in the README). User mistakes exit with status 2 and one
+clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from batchwise.config.apps import AppSpec, Workload, load_workload
+from batchwise.config.loader import load_model
+from batchwise.config.plan import Plan
+from batchwise.config.prices import load_prices
+from batchwise.config.profiles import get_profile, load_profiles
+from batchwise.errors import BatchwiseError
+from batchwise.perf.timeout import EqTimeoutFormula
+from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, get_planner, plan
+from batchwise.planner.compare import compare, rows_to_dicts
+from batchwise.report import compare_table, plan_table, print_table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Plan, simulate and serve batched DNN inference at the lowest cost that meets every SLO.",
+)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+AlgoOpt = Annotated[
+    Algorithm, typer.Option("--algorithm", "-a", help="Planner to use.", case_sensitive=False)
+]
+EqOpt = Annotated[
+    str, typer.Option("--eq-timeout", help="Equivalent-timeout formula: eq5 (paper) or tightest.")
+]
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _options(eq_timeout: str) -> PlannerOptions:
+    if eq_timeout not in ("eq5", "tightest"):
+        raise BatchwiseError(f"--eq-timeout must be 'eq5' or 'tightest', got {eq_timeout!r}")
+    formula: EqTimeoutFormula = "eq5" if eq_timeout == "eq5" else "tightest"
+    return PlannerOptions(eq_timeout=formula)
+
+
+def plan_json(p: Plan) -> dict[str, Any]:
+    """The documented ``plan --json`` shape (CPU functions omit ``gpu_memory_gb``)."""
+    return p.model_dump(mode="json", exclude_none=True)
+
+
+def _make_plan(wl: Workload, algorithm: str, options: PlannerOptions) -> Plan:
+    p = plan(list(wl.apps), wl.profile, wl.prices, algorithm, options)
+    p.profiles = wl.profiles_ref
+    p.prices = wl.prices_ref
+    return p
+
+
+@app.command("plan")
+def plan_cmd(
+    apps_file: Annotated[Path, typer.Argument(help="Apps file (YAML or JSON).")],
+    algorithm: AlgoOpt = DEFAULT_ALGORITHM,
+    as_json: JsonOpt = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the plan JSON here.")] = None,
+    eq_timeout: EqOpt = "eq5",
+) -> None:
+    """Group apps and pick functions, batch sizes and timeouts at minimum cost."""
+    wl = load_workload(apps_file)
+    p = _make_plan(wl, algorithm.value, _options(eq_timeout))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(plan_json(p), indent=2) + "\n")
+    if as_json:
+        _emit_json(plan_json(p))
+    else:
+        print_table(plan_table(p), console)
+
+
+@app.command("compare")
+def compare_cmd(
+    apps_file: Annotated[Path, typer.Argument(help="Apps file (YAML or JSON).")],
+    as_json: JsonOpt = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart here.")] = None,
+    eq_timeout: EqOpt = "eq5",
+) -> None:
+    """Run every planner on one workload and compare costs."""
+    wl = load_workload(apps_file)
+    rows, _ = compare(list(wl.apps), wl.profile, wl.prices, options=_options(eq_timeout))
+    if plot is not None:
+        from batchwise.plots import plot_compare
+
+        plot_compare(rows, plot, f"{wl.profile.name}: {len(wl.apps)} apps ({wl.prices.name})")
+    if as_json:
+        _emit_json({
+            "model": wl.profile.name,
+            "prices": wl.prices.name,
+            "currency": wl.prices.currency,
+            "baseline": "batch",
+            "rows": rows_to_dicts(rows),
+            "plot": str(plot) if plot else None,
+        })
+    else:
+        print_table(compare_table(rows, wl.prices.currency), console)
+        if plot is not None:
+            console.print(f"plot written to {plot}")
+
+
+@app.command("models")
+def models_cmd(
+    profiles: Annotated[str | None, typer.Option(help="Profile set (built-in name or file).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the models of a profile set."""
+    ps = load_profiles(profiles)
+    rows = [
+        {"model": name, "cpu_max_batch": p.cpu.max_batch if p.cpu else None,
+         "gpu_max_batch": p.gpu.max_batch if p.gpu else None}
+        for name, p in ps.items()
+    ]
+    if as_json:
+        _emit_json({"models": rows})
+    else:
+        for r in rows:
+            console.print(f"{r['model']}: CPU batch ≤ {r['cpu_max_batch']}, GPU batch ≤ {r['gpu_max_batch']}")
+
+
+def load_plan_context(path: Path) -> tuple[Plan, Any, Any, list[AppSpec]]:
+    """Load a plan JSON, or an apps file (planned with the default algorithm)."""
+    from batchwise.config.loader import read_document
+
+    data, _ = read_document(path)
+    if isinstance(data, dict) and "groups" in data:
+        p = load_model(Plan, path)
+        profile = get_profile(load_profiles(p.profiles), p.model, f"{path}: model")
+        prices = load_prices(p.prices)
+    else:
+        wl = load_workload(path)
+        p = _make_plan(wl, DEFAULT_ALGORITHM.value, PlannerOptions())
+        profile, prices = wl.profile, wl.prices
+    rates = p.app_rates()
+    slos = {a: s for g in p.groups for a, s in g.slos.items()}
+    apps = [AppSpec(name=a, slo=slos[a], rate=r) for a, r in rates.items()]
+    return p, profile, prices, apps
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except BatchwiseError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except (typer.BadParameter, typer.Exit) as exc:  # pragma: no cover - typer handles these
+        raise exc
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

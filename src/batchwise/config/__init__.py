@@ -1,0 +1,1 @@
+"""Typed configuration: apps, model profiles, price books and plans."""

@@ -1,0 +1,108 @@
+"""Price books: what a serverless platform charges and which function sizes it sells.
+
+Two built-in variants (see README, "Cost models"):
+
+* ``alibaba-fc-2023`` (variant ``fc``, the default): what Alibaba Function Compute
+  bills and what the HarmonyBatch authors' code models — vCPU, memory and GPU
+  memory for the billed duration plus a per-invocation fee; GPU functions are
+  billed in whole seconds. Units are the authors' (CNY, inferred).
+* ``paper-eq6`` (variant ``paper``): the paper's Eq. 6 as printed — only vCPU or
+  GPU memory, exact durations. Under it a GPU function's cost does not depend on
+  its memory share, so one large GPU group nearly always wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from batchwise.config.loader import load_model
+from batchwise.errors import ConfigError
+
+DEFAULT_PRICE_BOOK = "alibaba-fc-2023"
+
+
+class PriceBook(BaseModel):
+    """Prices (per second of billed duration unless noted) and the platform's size limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    variant: Literal["fc", "paper"] = Field("fc", description="cost model family (label only)")
+    currency: str = Field("CNY", description="currency of every price in this book")
+    vcpu_per_s: float = Field(ge=0, description="price per vCPU-second")
+    memory_per_gb_s: float = Field(0.0, ge=0, description="price per GB-second of host memory")
+    gpu_memory_per_gb_s: float = Field(ge=0, description="price per GB-second of GPU memory")
+    invocation: float = Field(0.0, ge=0, description="price per invocation (one batch)")
+    cpu_billing_granularity_s: float = Field(
+        0.0, ge=0, description="CPU durations are rounded up to this (0: exact)"
+    )
+    gpu_billing_granularity_s: float = Field(
+        1.0, ge=0, description="GPU durations are rounded up to this (0: exact)"
+    )
+    gpu_bills_host: bool = Field(
+        True, description="a GPU function also pays for its host vCPU and memory"
+    )
+    # Platform limits (Alibaba Function Compute, Nov 2023).
+    vcpu_min: float = Field(0.05, gt=0, description="smallest CPU function (vCPU)")
+    vcpu_max: float = Field(16.0, gt=0, description="largest CPU function (vCPU)")
+    vcpu_step: float = Field(0.05, gt=0, description="CPU function size step (vCPU)")
+    gpu_memory_gb_min: int = Field(1, ge=1, description="smallest GPU function (GB)")
+    gpu_memory_gb_max: int = Field(24, ge=1, description="largest GPU function (GB)")
+    gpu_vcpu_per_gb: float = Field(1 / 3, gt=0, description="host vCPU a GPU function gets per GB")
+    memory_rounding_mb: int = Field(64, ge=1, description="memory is sold in steps of this (MB)")
+    memory_per_vcpu_min_gb: float = Field(1.0, ge=0, description="memory:vCPU lower bound (GB)")
+    memory_per_vcpu_max_gb: float = Field(4.0, gt=0, description="memory:vCPU upper bound (GB)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PriceBook:
+        if self.vcpu_min > self.vcpu_max:
+            raise ValueError("vcpu_min must not exceed vcpu_max")
+        if self.gpu_memory_gb_min > self.gpu_memory_gb_max:
+            raise ValueError("gpu_memory_gb_min must not exceed gpu_memory_gb_max")
+        if self.memory_per_vcpu_min_gb > self.memory_per_vcpu_max_gb:
+            raise ValueError("memory_per_vcpu_min_gb must not exceed memory_per_vcpu_max_gb")
+        return self
+
+
+BUILTIN_PRICE_BOOKS: dict[str, PriceBook] = {
+    "alibaba-fc-2023": PriceBook(
+        name="alibaba-fc-2023",
+        variant="fc",
+        currency="CNY",
+        vcpu_per_s=0.00009,
+        memory_per_gb_s=0.000009,
+        gpu_memory_per_gb_s=0.00011,
+        invocation=0.009 / 10_000,
+        gpu_billing_granularity_s=1.0,
+        gpu_bills_host=True,
+    ),
+    "paper-eq6": PriceBook(
+        name="paper-eq6",
+        variant="paper",
+        currency="USD",
+        vcpu_per_s=1.3e-5,
+        memory_per_gb_s=0.0,
+        gpu_memory_per_gb_s=1.5e-5,
+        invocation=1.3e-7,
+        gpu_billing_granularity_s=0.0,
+        gpu_bills_host=False,
+    ),
+}
+
+
+def load_prices(ref: str | Path | None) -> PriceBook:
+    """A built-in price book by name (None: the default) or a YAML/JSON file."""
+    if ref is None:
+        return BUILTIN_PRICE_BOOKS[DEFAULT_PRICE_BOOK]
+    if str(ref) in BUILTIN_PRICE_BOOKS:
+        return BUILTIN_PRICE_BOOKS[str(ref)]
+    p = Path(ref)
+    if not p.exists():
+        raise ConfigError(
+            f"prices: {ref!r} is neither a built-in price book "
+            f"({', '.join(BUILTIN_PRICE_BOOKS)}) nor an existing file"
+        )
+    return load_model(PriceBook, p)

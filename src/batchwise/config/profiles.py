@@ -1,0 +1,188 @@
+"""Model latency profiles: what a model costs in time on CPU and GPU functions.
+
+Two file formats are accepted: the HarmonyBatch authors' ``model.json`` (read
+as-is, so users can bring their profiling output) and our own documented schema
+(``models: {NAME: {cpu: …, gpu: …}}``). The four HarmonyBatch models ship built in.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from batchwise.config.loader import read_document, validate
+from batchwise.errors import ConfigError
+
+BUILTIN_PROFILE_SET = "harmonybatch"
+"""Name of the built-in profile set (VGG19, Bert, GPT-2, VideoMAE on an A10)."""
+
+Positive = Annotated[float, Field(gt=0)]
+ExpTriple = tuple[float, Positive, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CpuProfile(_Strict):
+    """CPU latency ``L(b, c) = alpha_b * exp(-c / beta_b) + gamma_b`` (seconds, c in vCPUs)."""
+
+    avg: list[ExpTriple] = Field(
+        min_length=1, description="[alpha, beta, gamma] of the average latency, one per batch 1..B"
+    )
+    max: list[ExpTriple] = Field(
+        min_length=1, description="[alpha, beta, gamma] of the maximum latency, one per batch 1..B"
+    )
+    memory_per_item_mb: float = Field(0.0, ge=0, description="a in the memory floor a*b + b0 (MB)")
+    memory_base_mb: float = Field(ge=0, description="b0 in the memory floor a*b + b0 (MB)")
+
+    @model_validator(mode="after")
+    def _same_length(self) -> CpuProfile:
+        if len(self.avg) != len(self.max):
+            raise ValueError(
+                f"avg has {len(self.avg)} batch sizes but max has {len(self.max)}; they must match"
+            )
+        return self
+
+    @property
+    def max_batch(self) -> int:
+        return len(self.avg)
+
+
+class GpuProfile(_Strict):
+    """GPU latency at full GPU ``L0(b) = per_item_s * b + base_s``, time-sliced by memory share."""
+
+    per_item_s: float = Field(description="xi1: seconds per extra item in a batch at full GPU")
+    base_s: float = Field(description="xi2: fixed seconds per batch at full GPU")
+    slice_s: Positive = Field(0.002, description="tau: time-slice length of the GPU sharer (s)")
+    total_memory_gb: int = Field(24, ge=1, description="M_max: memory of the whole GPU (GB)")
+    gpu_share: float = Field(
+        1.0, ge=0, le=1, description="fraction of L0 that runs on the GPU (time-sliced)"
+    )
+    host_share: float = Field(
+        0.0, ge=0, le=1, description="fraction of L0 that is host work, divided by min(vCPU, 1)"
+    )
+    host_memory_mb: float = Field(512, gt=0, description="host memory a GPU function needs (MB)")
+    memory_steps: list[int] = Field(
+        default_factory=list,
+        description="entry i: largest batch that fits in i+1 GB; larger batches need more",
+    )
+    max_batch: int = Field(32, ge=1, description="largest batch size considered on a GPU")
+    max_latency_overhead: float = Field(
+        1.2, ge=1, description="factor on the GPU part of L_max when the function has m < M_max"
+    )
+
+    def min_memory_gb(self, batch: int) -> int:
+        """Smallest GPU memory (GB) that holds a batch of ``batch`` items."""
+        for i, largest in enumerate(self.memory_steps):
+            if batch <= largest:
+                return i + 1
+        return len(self.memory_steps) + 1
+
+
+class ModelProfile(_Strict):
+    """Latency profile of one model; at least one of ``cpu`` and ``gpu``."""
+
+    name: str
+    cpu: CpuProfile | None = None
+    gpu: GpuProfile | None = None
+
+    @model_validator(mode="after")
+    def _some_hardware(self) -> ModelProfile:
+        if self.cpu is None and self.gpu is None:
+            raise ValueError("a model needs a 'cpu' or a 'gpu' profile (or both)")
+        return self
+
+
+class ProfileSet(_Strict):
+    """Our own profile file format: ``models: {NAME: {cpu: …, gpu: …}}``."""
+
+    models: dict[str, ModelProfile]
+
+
+def _from_harmonybatch_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Translate one model of the authors' ``model.json`` into our schema (as a dict)."""
+    out: dict[str, Any] = {"name": name}
+    cpu = entry.get("CPU")
+    if cpu is not None:
+        a, b0 = cpu.get("mem", [0, 0])
+        out["cpu"] = {
+            "avg": cpu["avg"]["Exponential"],
+            "max": cpu["max"]["Exponential"],
+            "memory_per_item_mb": a,
+            "memory_base_mb": b0,
+        }
+    gpu = entry.get("GPU")
+    if gpu is not None:
+        card = next(v for k, v in gpu.items() if isinstance(v, dict))
+        g: dict[str, Any] = {
+            "per_item_s": card["l1"],
+            "base_s": card["l2"],
+            "slice_s": card.get("t", 0.002),
+            "total_memory_gb": card.get("G", 24),
+            "host_memory_mb": gpu.get("mem", 512),
+            "memory_steps": gpu.get("gpu_mem", []),
+        }
+        if "a" in card:
+            g["gpu_share"] = card["a"]
+        if "b" in card:
+            g["host_share"] = card["b"]
+        out["gpu"] = g
+    return out
+
+
+def _is_harmonybatch_format(data: Any) -> bool:
+    return (
+        isinstance(data, dict)
+        and "models" not in data
+        and all(isinstance(v, dict) and ("CPU" in v or "GPU" in v) for v in data.values())
+    )
+
+
+def parse_profiles(data: Any, source: str, lines: dict | None = None) -> dict[str, ModelProfile]:
+    """Parse either format into ``{name: ModelProfile}``."""
+    if _is_harmonybatch_format(data):
+        try:
+            converted = {n: _from_harmonybatch_entry(n, e) for n, e in data.items()}
+        except (KeyError, TypeError, ValueError, StopIteration) as exc:
+            raise ConfigError(f"{source}: not a valid HarmonyBatch model.json ({exc!r})") from None
+        return validate(ProfileSet, {"models": converted}, source).models
+    if isinstance(data, dict) and isinstance(data.get("models"), dict):
+        for name, entry in data["models"].items():
+            if isinstance(entry, dict):
+                entry.setdefault("name", name)
+    return validate(ProfileSet, data, source, lines).models
+
+
+def builtin_profiles() -> dict[str, ModelProfile]:
+    """The four HarmonyBatch models (VGG19, Bert, GPT-2, VideoMAE)."""
+    text = resources.files("batchwise.config").joinpath("data/harmonybatch_models.json")
+    return parse_profiles(json.loads(text.read_text()), f"builtin:{BUILTIN_PROFILE_SET}")
+
+
+def load_profiles(ref: str | Path | None) -> dict[str, ModelProfile]:
+    """Load a profile set by built-in name (or None) or by file path."""
+    if ref is None or str(ref) == BUILTIN_PROFILE_SET:
+        return builtin_profiles()
+    p = Path(ref)
+    if not p.exists():
+        raise ConfigError(
+            f"profiles: {ref!r} is neither a built-in profile set "
+            f"({BUILTIN_PROFILE_SET!r}) nor an existing file"
+        )
+    data, lines = read_document(p)
+    return parse_profiles(data, str(p), lines)
+
+
+def get_profile(profiles: dict[str, ModelProfile], name: str, source: str = "model") -> ModelProfile:
+    """Look a model up by name (case-insensitive), naming the choices if it is absent."""
+    if name in profiles:
+        return profiles[name]
+    folded = {k.lower(): v for k, v in profiles.items()}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    raise ConfigError(f"{source}: unknown model {name!r}; known models: {', '.join(profiles)}")

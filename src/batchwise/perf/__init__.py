@@ -1,0 +1,1 @@
+"""Latency and cost models (pure functions; no I/O)."""

@@ -1,0 +1,93 @@
+"""Function configurations and the platform's resource rules (memory floors, ratios).
+
+A *function* is one serverless size: ``c`` vCPUs (CPU) or ``m`` GB of a GPU
+(GPU, with ``m * gpu_vcpu_per_gb`` host vCPUs). Host memory follows from the model's
+memory floor and the platform's memory:vCPU ratio; a size outside that ratio is
+invalid (``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from batchwise.config.prices import PriceBook
+from batchwise.config.profiles import ModelProfile
+
+Kind = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """One function size. Invariant: ``gpu_memory_gb == 0`` iff ``kind == 'cpu'``."""
+
+    kind: Kind
+    vcpu: float  # vCPUs billed and used (GPU: m * gpu_vcpu_per_gb)
+    memory_gb: float  # host memory billed (GB), a multiple of the rounding step
+    gpu_memory_gb: int = 0  # GPU memory share m (GB); 0 on CPU functions
+
+    def describe(self) -> str:
+        if self.kind == "cpu":
+            return f"CPU {self.vcpu:.2f} vCPU"
+        return f"GPU {self.gpu_memory_gb} GB"
+
+
+def round_up_mb(mb: float, step_mb: int) -> int:
+    """Round a memory size up to the platform's step (the authors truncate to int MB first)."""
+    mb_int = int(mb)
+    return -(-mb_int // step_mb) * step_mb
+
+
+def cpu_memory_floor_gb(profile: ModelProfile, batch: int, prices: PriceBook) -> float:
+    """Memory the model needs for a CPU batch, rounded up to the platform step (GB)."""
+    assert profile.cpu is not None
+    mb = profile.cpu.memory_per_item_mb * batch + profile.cpu.memory_base_mb
+    return round_up_mb(mb, prices.memory_rounding_mb) / 1024
+
+
+def min_vcpu_for_memory(profile: ModelProfile, batch: int, prices: PriceBook) -> float:
+    """Smallest vCPU count whose memory ratio admits the model's memory floor."""
+    return cpu_memory_floor_gb(profile, batch, prices) / prices.memory_per_vcpu_max_gb
+
+
+def cpu_function(
+    profile: ModelProfile, batch: int, vcpu: float, prices: PriceBook
+) -> Function | None:
+    """The CPU function of ``vcpu`` vCPUs for this batch, or None if memory rules forbid it."""
+    floor_gb = cpu_memory_floor_gb(profile, batch, prices)
+    if floor_gb > prices.memory_per_vcpu_max_gb * vcpu + 1e-9:
+        return None
+    mem_gb = max(floor_gb, prices.memory_per_vcpu_min_gb * vcpu)
+    mem_gb = round_up_mb(mem_gb * 1024, prices.memory_rounding_mb) / 1024
+    return Function("cpu", round(vcpu, 4), mem_gb, 0)
+
+
+def gpu_function(profile: ModelProfile, gpu_memory_gb: int, prices: PriceBook) -> Function | None:
+    """The GPU function with ``gpu_memory_gb`` GB, or None if its host memory does not fit."""
+    assert profile.gpu is not None
+    vcpu = gpu_memory_gb * prices.gpu_vcpu_per_gb
+    mem_gb = round_up_mb(profile.gpu.host_memory_mb, prices.memory_rounding_mb) / 1024
+    if mem_gb > prices.memory_per_vcpu_max_gb * vcpu + 1e-9:
+        return None
+    return Function("gpu", vcpu, mem_gb, gpu_memory_gb)
+
+
+def cpu_grid(prices: PriceBook) -> list[float]:
+    """Every CPU size the platform sells, in vCPUs."""
+    n = int(math.floor((prices.vcpu_max - prices.vcpu_min) / prices.vcpu_step + 1e-9))
+    return [round(prices.vcpu_min + i * prices.vcpu_step, 4) for i in range(n + 1)]
+
+
+def gpu_grid(profile: ModelProfile, prices: PriceBook) -> list[int]:
+    """Every GPU memory size (GB) the platform sells that fits on the profiled GPU."""
+    assert profile.gpu is not None
+    top = min(prices.gpu_memory_gb_max, profile.gpu.total_memory_gb)
+    return list(range(prices.gpu_memory_gb_min, top + 1))
+
+
+def function_from_spec(spec: object) -> Function:
+    """Build a :class:`Function` from a plan's ``FunctionSpec`` (duck-typed, avoids a cycle)."""
+    kind = spec.kind  # type: ignore[attr-defined]
+    gpu_mem = spec.gpu_memory_gb or 0  # type: ignore[attr-defined]
+    return Function(kind, spec.vcpu, spec.memory_gb, int(gpu_mem))  # type: ignore[attr-defined]

@@ -1,0 +1,77 @@
+"""Latency models of HarmonyBatch (seconds), vectorised over function sizes.
+
+CPU, per batch size b: ``L(b, c) = alpha_b exp(-c / beta_b) + gamma_b`` (own triple for
+avg and max). GPU with m of M GB, time slice tau, ``L0(b) = xi1 b + xi2``:
+``L_avg = (M/m) a L0 + h L0 / min(v, 1)`` and
+``L_max = (ceil(a L0 / (m tau)) (M - m) tau + a L0) * k + h L0 / min(v, 1)``
+where a / h are the GPU / host shares, v the host vCPUs and k the overhead factor
+(1 when m = M).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from batchwise.config.profiles import CpuProfile, GpuProfile
+from batchwise.perf.functions import Function
+
+
+def _exp(params: tuple[float, float, float], c: ArrayLike) -> np.ndarray:
+    alpha, beta, gamma = params
+    return alpha * np.exp(-np.asarray(c, dtype=float) / beta) + gamma
+
+
+def cpu_avg(cpu: CpuProfile, batch: int, vcpu: ArrayLike) -> np.ndarray:
+    return _exp(cpu.avg[batch - 1], vcpu)
+
+
+def cpu_max(cpu: CpuProfile, batch: int, vcpu: ArrayLike) -> np.ndarray:
+    return _exp(cpu.max[batch - 1], vcpu)
+
+
+def gpu_full(gpu: GpuProfile, batch: ArrayLike) -> np.ndarray:
+    """L0(b): latency with the whole GPU."""
+    return gpu.per_item_s * np.asarray(batch, dtype=float) + gpu.base_s
+
+
+def _host_part(gpu: GpuProfile, l0: np.ndarray, vcpu: ArrayLike) -> np.ndarray:
+    return gpu.host_share * l0 / np.minimum(np.asarray(vcpu, dtype=float), 1.0)
+
+
+def gpu_avg(gpu: GpuProfile, batch: ArrayLike, mem_gb: ArrayLike, vcpu: ArrayLike) -> np.ndarray:
+    l0 = gpu_full(gpu, batch)
+    m = np.asarray(mem_gb, dtype=float)
+    return gpu.total_memory_gb / m * gpu.gpu_share * l0 + _host_part(gpu, l0, vcpu)
+
+
+def gpu_max(gpu: GpuProfile, batch: ArrayLike, mem_gb: ArrayLike, vcpu: ArrayLike) -> np.ndarray:
+    l0 = gpu_full(gpu, batch)
+    m = np.asarray(mem_gb, dtype=float)
+    dev = gpu.gpu_share * l0
+    slices = np.ceil(dev / (m * gpu.slice_s) - 1e-12)
+    overhead = np.where(m < gpu.total_memory_gb, gpu.max_latency_overhead, 1.0)
+    wait = slices * (gpu.total_memory_gb - m) * gpu.slice_s
+    return (wait + dev) * overhead + _host_part(gpu, l0, vcpu)
+
+
+class LatencyModel:
+    """Average and maximum latency of a batch on a function, for one model."""
+
+    def __init__(self, cpu: CpuProfile | None, gpu: GpuProfile | None) -> None:
+        self.cpu = cpu
+        self.gpu = gpu
+
+    def avg(self, fn: Function, batch: int) -> float:
+        if fn.kind == "cpu":
+            assert self.cpu is not None
+            return float(cpu_avg(self.cpu, batch, fn.vcpu))
+        assert self.gpu is not None
+        return float(gpu_avg(self.gpu, batch, fn.gpu_memory_gb, fn.vcpu))
+
+    def max(self, fn: Function, batch: int) -> float:
+        if fn.kind == "cpu":
+            assert self.cpu is not None
+            return float(cpu_max(self.cpu, batch, fn.vcpu))
+        assert self.gpu is not None
+        return float(gpu_max(self.gpu, batch, fn.gpu_memory_gb, fn.vcpu))

@@ -1,0 +1,160 @@
+"""The planner interface and the plumbing every planner shares.
+
+A planner turns ``(apps, profile, prices)`` into a :class:`Plan`. Internally each
+planner only decides a *partition* (which app shares go together, and which table
+row serves each part); :func:`assemble_plan` turns that into timeouts, costs and
+predictions the same way for all of them, so plans are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from batchwise.clock import Stopwatch
+from batchwise.config.apps import AppSpec
+from batchwise.config.plan import FunctionSpec, GroupPlan, Plan
+from batchwise.config.prices import PriceBook
+from batchwise.config.profiles import ModelProfile
+from batchwise.errors import PlanningError
+from batchwise.perf.cost import expected_batch_size, expected_cost_per_request
+from batchwise.perf.functions import Function
+from batchwise.perf.latency import LatencyModel
+from batchwise.perf.timeout import EqTimeoutFormula
+from batchwise.planner.group import GroupSummary, best_row
+from batchwise.planner.table import ConfigTable
+
+SLO_EPS_S = 1e-9
+"""Tolerance (s) when checking timeout + latency against an SLO."""
+
+
+@dataclass(frozen=True)
+class PlannerOptions:
+    """Knobs shared by planners."""
+
+    eq_timeout: EqTimeoutFormula = "eq5"  # equivalent-timeout formula (see perf.timeout)
+
+
+@dataclass
+class Part:
+    """One group being planned: app shares and the chosen table row."""
+
+    shares: list[tuple[AppSpec, float]]  # (app, rate this group takes of it)
+    row: int  # row of the ConfigTable that serves the group
+    extra: dict = field(default_factory=dict)
+
+    def summary(self, formula: EqTimeoutFormula) -> GroupSummary:
+        return GroupSummary.of([a.slo for a, _ in self.shares], [r for _, r in self.shares], formula)
+
+
+class Planner(Protocol):
+    """``plan(apps, profile, prices) -> Plan``; ``name`` is the CLI's ``--algorithm``."""
+
+    name: str
+
+    def plan(
+        self,
+        apps: Sequence[AppSpec],
+        profile: ModelProfile,
+        prices: PriceBook,
+        options: PlannerOptions = ...,
+    ) -> Plan: ...
+
+
+def function_spec(fn: Function) -> FunctionSpec:
+    if fn.kind == "cpu":
+        return FunctionSpec(kind="cpu", vcpu=fn.vcpu, memory_gb=fn.memory_gb)
+    return FunctionSpec(
+        kind="gpu", vcpu=round(fn.vcpu, 4), memory_gb=fn.memory_gb, gpu_memory_gb=fn.gpu_memory_gb
+    )
+
+
+def _group_plan(
+    part: Part, table: ConfigTable, lm: LatencyModel, prices: PriceBook, formula: EqTimeoutFormula
+) -> tuple[GroupPlan, list[str]]:
+    """Timeouts, costs and predictions of one group; also the apps predicted to violate."""
+    shares = sorted(part.shares, key=lambda s: (s[0].slo, s[0].name))
+    fn = table.functions[part.row]
+    b = int(table.batch[part.row])
+    budget_lat = float(table.lat_max[part.row])
+    true_max = float(table.true_lat_max[part.row])
+    g = GroupSummary.of([a.slo for a, _ in shares], [r for _, r in shares], formula)
+    t_eq = max(0.0, g.t0 - budget_lat)
+    timeouts = {a.name: (max(0.0, a.slo - budget_lat) if b > 1 else 0.0) for a, _ in shares}
+    violators = [a.name for a, _ in shares if timeouts[a.name] + true_max > a.slo + SLO_EPS_S]
+    avgs = np.array([lm.avg(fn, n) for n in range(1, b + 1)])
+    gp = GroupPlan(
+        apps=[a.name for a, _ in shares],
+        rates={a.name: r for a, r in shares},
+        slos={a.name: a.slo for a, _ in shares},
+        function=function_spec(fn),
+        batch_size=b,
+        timeouts=timeouts,
+        cost_per_request=float(table.cost[part.row]),
+        expected_cost_per_request=expected_cost_per_request(fn, avgs, g.rate, t_eq, prices),
+        latency_avg=float(table.lat_avg[part.row]),
+        latency_max=true_max,
+        equivalent_timeout=t_eq,
+        expected_batch_size=expected_batch_size(g.rate, t_eq, b),
+    )
+    return gp, violators
+
+
+def assemble_plan(
+    algorithm: str,
+    parts: Sequence[Part],
+    table: ConfigTable,
+    profile: ModelProfile,
+    prices: PriceBook,
+    options: PlannerOptions,
+    watch: Stopwatch,
+) -> Plan:
+    """Turn a partition into a :class:`Plan` (groups ordered by tightest SLO)."""
+    lm = LatencyModel(profile.cpu, profile.gpu)
+    groups: list[GroupPlan] = []
+    violators: list[str] = []
+    for part in parts:
+        gp, bad = _group_plan(part, table, lm, prices, options.eq_timeout)
+        groups.append(gp)
+        violators.extend(bad)
+    groups.sort(key=lambda g: (min(g.slos.values()), g.apps[0]))
+    total = sum(g.total_rate for g in groups)
+    cost = sum(g.total_rate * g.cost_per_request for g in groups) / total
+    expected = sum(g.total_rate * g.expected_cost_per_request for g in groups) / total
+    return Plan(
+        algorithm=algorithm,
+        model=profile.name,
+        prices=prices.name,
+        currency=prices.currency,
+        cost_per_request=cost,
+        expected_cost_per_request=expected,
+        planning_time_s=watch.elapsed_s(),
+        slo_violations_predicted=sorted(set(violators)),
+        groups=groups,
+    )
+
+
+def check_apps(apps: Sequence[AppSpec]) -> None:
+    if not apps:
+        raise PlanningError("no apps to plan")
+    names = [a.name for a in apps]
+    if len(set(names)) != len(names):
+        raise PlanningError("app names must be unique")
+
+
+def provision_or_fail(table: ConfigTable, shares: list[tuple[AppSpec, float]], formula) -> int:
+    """Exact best row for a group; a clear error naming the apps when nothing fits."""
+    row = best_row(
+        table, GroupSummary.of([a.slo for a, _ in shares], [r for _, r in shares], formula)
+    )
+    if row is None:
+        tight = min(shares, key=lambda s: s[0].slo)[0]
+        fastest = float(table.lat_max.min()) if len(table) else float("inf")
+        raise PlanningError(
+            f"app {tight.name!r}: SLO {tight.slo:g} s cannot be met by any function "
+            f"(fastest possible max latency {fastest:.3f} s)"
+        )
+    return row

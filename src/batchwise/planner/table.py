@@ -1,0 +1,125 @@
+"""Every function configuration a planner may choose, precomputed as arrays.
+
+Key fact that makes planning fast: within a group all timeouts are
+``t_w = s_w - L_max``, and Eq. 5 is translation-equivariant, so
+``T_eq(L_max) = T0 - L_max`` where ``T0`` is Eq. 5 folded over the SLOs themselves.
+A configuration ``(b, L_max)`` is therefore feasible for a group summarised by
+``(s1, R, T0)`` (tightest SLO, total rate, SLO-fold) iff
+
+    L_max <= s1   and   b - 1 <= R * (T0 - L_max)     (reachability, b <= floor(R T_eq) + 1)
+
+i.e. ``L_max <= Lambda_b = min(s1, T0 - (b - 1) / R)``. For each batch size the best
+cost under a latency budget is a step function we precompute once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from batchwise.config.prices import PriceBook
+from batchwise.config.profiles import ModelProfile
+from batchwise.perf.cost import batch_cost
+from batchwise.perf.functions import (
+    Function,
+    cpu_function,
+    cpu_grid,
+    gpu_function,
+    gpu_grid,
+)
+from batchwise.perf.latency import LatencyModel
+
+ALL_KINDS: tuple[str, ...] = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class ConfigTable:
+    """Parallel arrays, one row per (function, batch size). Rows are CPU first, then GPU."""
+
+    functions: list[Function]  # the function of each row
+    batch: np.ndarray  # batch size b (int)
+    lat_avg: np.ndarray  # L_avg of a full batch (s)
+    lat_max: np.ndarray  # L_max the planner budgets for (s); = L_avg when deterministic
+    true_lat_max: np.ndarray  # L_max of the true latency model (s)
+    cost: np.ndarray  # full-batch cost per request (Eq. 6)
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    @cached_property
+    def max_batch(self) -> int:
+        return int(self.batch.max()) if len(self) else 0
+
+    @cached_property
+    def steps(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per batch size b (index b-1): rows sorted by L_max, prefix-min cost, argmin rows."""
+        out = []
+        for b in range(1, self.max_batch + 1):
+            rows = np.flatnonzero(self.batch == b)
+            order = rows[np.argsort(self.lat_max[rows], kind="stable")]
+            lat = self.lat_max[order]
+            cost = self.cost[order]
+            best = np.minimum.accumulate(cost) if len(cost) else cost
+            # Row index of the prefix minimum (first occurrence).
+            arg = np.zeros(len(cost), dtype=int)
+            for k in range(len(cost)):
+                arg[k] = order[k] if k == 0 or cost[k] < best[k - 1] else arg[k - 1]
+            out.append((lat, best, arg))
+        return out
+
+
+def build_table(
+    profile: ModelProfile,
+    prices: PriceBook,
+    kinds: tuple[str, ...] = ALL_KINDS,
+    deterministic: bool = False,
+) -> ConfigTable:
+    """Enumerate the platform's whole configuration grid for this model.
+
+    ``deterministic=True`` budgets with L_avg as if latency never varied (the BATCH
+    baseline's assumption); ``true_lat_max`` still holds the real L_max.
+    """
+    lm = LatencyModel(profile.cpu, profile.gpu)
+    fns: list[Function] = []
+    batch: list[int] = []
+    avg: list[float] = []
+    mx: list[float] = []
+    if "cpu" in kinds and profile.cpu is not None:
+        for b in range(1, profile.cpu.max_batch + 1):
+            for c in cpu_grid(prices):
+                fn = cpu_function(profile, b, c, prices)
+                if fn is not None:
+                    fns.append(fn)
+                    batch.append(b)
+                    avg.append(lm.avg(fn, b))
+                    mx.append(lm.max(fn, b))
+    if "gpu" in kinds and profile.gpu is not None:
+        for m in gpu_grid(profile, prices):
+            fn = gpu_function(profile, m, prices)
+            if fn is None:
+                continue
+            for b in range(1, profile.gpu.max_batch + 1):
+                if m >= profile.gpu.min_memory_gb(b):
+                    fns.append(fn)
+                    batch.append(b)
+                    avg.append(lm.avg(fn, b))
+                    mx.append(lm.max(fn, b))
+    b_arr = np.asarray(batch, dtype=int)
+    avg_arr = np.asarray(avg, dtype=float)
+    mx_arr = np.asarray(mx, dtype=float)
+    cost = np.asarray(
+        [batch_cost(fn, a, prices) / b for fn, a, b in zip(fns, avg, batch, strict=True)],
+        dtype=float,
+    )
+    ok = np.isfinite(avg_arr) & np.isfinite(mx_arr) & (avg_arr > 0)
+    keep = np.flatnonzero(ok)
+    return ConfigTable(
+        functions=[fns[i] for i in keep],
+        batch=b_arr[keep],
+        lat_avg=avg_arr[keep],
+        lat_max=(avg_arr if deterministic else mx_arr)[keep],
+        true_lat_max=mx_arr[keep],
+        cost=cost[keep],
+    )

@@ -1,0 +1,1 @@
+"""Serving policies shared by the simulator and the live gateway."""

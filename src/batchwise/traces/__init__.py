@@ -1,0 +1,1 @@
+"""Arrival processes: Poisson, per-minute counts, per-second RPS, timestamp replay."""
