@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   — create .venv, install, run the end-to-end demo (embedded default)
+#   make test   — create .venv, install, run the test suite
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/batchwise demo --out out/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/planner_costs.py
+	$(BIN)/python bench/planning_time.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache
