@@ -22,7 +22,7 @@ from batchwise.config.prices import load_prices
 from batchwise.config.profiles import get_profile, load_profiles
 from batchwise.errors import BatchwiseError
 from batchwise.perf.timeout import EqTimeoutFormula
-from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, get_planner, plan
+from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
 from batchwise.planner.compare import compare, rows_to_dicts
 from batchwise.report import compare_table, plan_table, print_table
 
@@ -71,7 +71,9 @@ def plan_cmd(
     apps_file: Annotated[Path, typer.Argument(help="Apps file (YAML or JSON).")],
     algorithm: AlgoOpt = DEFAULT_ALGORITHM,
     as_json: JsonOpt = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the plan JSON here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the plan JSON here.")
+    ] = None,
     eq_timeout: EqOpt = "eq5",
 ) -> None:
     """Group apps and pick functions, batch sizes and timeouts at minimum cost."""
@@ -101,14 +103,16 @@ def compare_cmd(
 
         plot_compare(rows, plot, f"{wl.profile.name}: {len(wl.apps)} apps ({wl.prices.name})")
     if as_json:
-        _emit_json({
-            "model": wl.profile.name,
-            "prices": wl.prices.name,
-            "currency": wl.prices.currency,
-            "baseline": "batch",
-            "rows": rows_to_dicts(rows),
-            "plot": str(plot) if plot else None,
-        })
+        _emit_json(
+            {
+                "model": wl.profile.name,
+                "prices": wl.prices.name,
+                "currency": wl.prices.currency,
+                "baseline": "batch",
+                "rows": rows_to_dicts(rows),
+                "plot": str(plot) if plot else None,
+            }
+        )
     else:
         print_table(compare_table(rows, wl.prices.currency), console)
         if plot is not None:
@@ -117,21 +121,28 @@ def compare_cmd(
 
 @app.command("models")
 def models_cmd(
-    profiles: Annotated[str | None, typer.Option(help="Profile set (built-in name or file).")] = None,
+    profiles: Annotated[
+        str | None, typer.Option(help="Profile set (built-in name or file).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List the models of a profile set."""
     ps = load_profiles(profiles)
     rows = [
-        {"model": name, "cpu_max_batch": p.cpu.max_batch if p.cpu else None,
-         "gpu_max_batch": p.gpu.max_batch if p.gpu else None}
+        {
+            "model": name,
+            "cpu_max_batch": p.cpu.max_batch if p.cpu else None,
+            "gpu_max_batch": p.gpu.max_batch if p.gpu else None,
+        }
         for name, p in ps.items()
     ]
     if as_json:
         _emit_json({"models": rows})
     else:
         for r in rows:
-            console.print(f"{r['model']}: CPU batch ≤ {r['cpu_max_batch']}, GPU batch ≤ {r['gpu_max_batch']}")
+            console.print(
+                f"{r['model']}: CPU batch ≤ {r['cpu_max_batch']}, GPU batch ≤ {r['gpu_max_batch']}"
+            )
 
 
 def load_plan_context(path: Path) -> tuple[Plan, Any, Any, list[AppSpec]]:
@@ -151,6 +162,79 @@ def load_plan_context(path: Path) -> tuple[Plan, Any, Any, list[AppSpec]]:
     slos = {a: s for g in p.groups for a, s in g.slos.items()}
     apps = [AppSpec(name=a, slo=slos[a], rate=r) for a, r in rates.items()]
     return p, profile, prices, apps
+
+
+SimTraceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trace",
+        "-t",
+        help="Arrivals: 'poisson', or [APP=]minute:FILE|app1..app4, [APP=]rps:FILE, "
+        "[APP=]timestamps:FILE. Repeatable. Without APP= the shape drives every other app, "
+        "rescaled to its planned rate.",
+    ),
+]
+
+
+@app.command("simulate")
+def simulate_cmd(
+    plan_file: Annotated[Path, typer.Argument(help="Plan JSON (from 'plan -o'), or an apps file.")],
+    trace: SimTraceOpt = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Seconds to simulate (default: trace length; poisson: 600)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of arrivals, routing and service times.")] = 0,
+    replan: Annotated[
+        bool,
+        typer.Option("--replan/--no-replan", help="Also re-plan every window from observed rates."),
+    ] = False,
+    window: Annotated[float, typer.Option(help="Re-planning window (s).")] = 60.0,
+    algorithm: AlgoOpt = DEFAULT_ALGORITHM,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write a latency-CDF PNG here (and NAME-replan.png)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies."""
+    from batchwise.sim.runs import run_simulation
+
+    p, profile, prices, apps = load_plan_context(plan_file)
+    out = run_simulation(
+        p,
+        profile,
+        prices,
+        apps,
+        trace or ["poisson"],
+        duration,
+        seed,
+        replan_algorithm=algorithm.value if replan else None,
+        window_s=window,
+        plot=plot,
+    )
+    if as_json:
+        _emit_json(out.to_dict())
+    else:
+        out.print(console)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs and the JSON report.")] = Path(
+        "out/demo"
+    ),
+    duration: Annotated[
+        float, typer.Option(help="Simulated seconds of the shipped traces.")
+    ] = 1800.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """End to end: plan the VGG-19 example with every planner, simulate, plot."""
+    from batchwise.demo import run_demo
+
+    report = run_demo(out, duration, console if not as_json else None)
+    if as_json:
+        _emit_json(report)
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from batchwise.planner.compare import CompareRow  # noqa: E402
+from batchwise.planner.compare import CompareRow
 
 
 def plot_compare(rows: Sequence[CompareRow], path: str | Path, title: str) -> Path:
@@ -22,15 +22,24 @@ def plot_compare(rows: Sequence[CompareRow], path: str | Path, title: str) -> Pa
     colors = ["tab:red" if r.slo_violations_predicted else "tab:blue" for r in ok]
     bars = ax.bar(names, vals, color=colors)
     for bar, v in zip(bars, vals, strict=True):
-        ax.annotate(f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
-                    fontsize=8)
+        ax.annotate(
+            f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=8
+        )
     ax.set_ylabel("cost per request (normalised to batch)")
     ax.set_title(title)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.tick_params(axis="x", rotation=30)
     if any(r.slo_violations_predicted for r in ok):
-        ax.text(0.99, 0.97, "red: SLO at risk", transform=ax.transAxes, ha="right", va="top",
-                fontsize=8, color="tab:red")
+        ax.text(
+            0.99,
+            0.97,
+            "red: SLO at risk",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="tab:red",
+        )
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,12 @@ class AppsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, description="model name in the profile set")
-    profiles: str | None = Field(None, description="built-in profile set or file (default: built-in)")
-    prices: str | None = Field(None, description="built-in price book or file (default: alibaba-fc-2023)")
+    profiles: str | None = Field(
+        None, description="built-in profile set or file (default: built-in)"
+    )
+    prices: str | None = Field(
+        None, description="built-in price book or file (default: alibaba-fc-2023)"
+    )
     apps: list[AppSpec] = Field(min_length=1)
 
     @field_validator("apps")

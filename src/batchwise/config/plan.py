@@ -12,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FunctionSpec(BaseModel):
-    """A function size: ``{"kind": "cpu", "vcpu": 1.6}`` or ``{"kind": "gpu", "gpu_memory_gb": 2}``."""
+    """A function size: ``{"kind": "cpu", "vcpu": 1.6}`` or ``{"kind": "gpu", "gpu_memory_gb": 2}``.
+
+    Both kinds also carry the vCPUs and host memory they are billed for.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

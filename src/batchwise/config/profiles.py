@@ -178,7 +178,9 @@ def load_profiles(ref: str | Path | None) -> dict[str, ModelProfile]:
     return parse_profiles(data, str(p), lines)
 
 
-def get_profile(profiles: dict[str, ModelProfile], name: str, source: str = "model") -> ModelProfile:
+def get_profile(
+    profiles: dict[str, ModelProfile], name: str, source: str = "model"
+) -> ModelProfile:
     """Look a model up by name (case-insensitive), naming the choices if it is absent."""
     if name in profiles:
         return profiles[name]

@@ -43,7 +43,9 @@ def unit_price(fn: Function, prices: PriceBook) -> float:
 
 
 def granularity(fn: Function, prices: PriceBook) -> float:
-    return prices.gpu_billing_granularity_s if fn.kind == "gpu" else prices.cpu_billing_granularity_s
+    return (
+        prices.gpu_billing_granularity_s if fn.kind == "gpu" else prices.cpu_billing_granularity_s
+    )
 
 
 def batch_cost(fn: Function, duration_s: float, prices: PriceBook) -> float:
@@ -69,7 +71,9 @@ def expected_batch_size(total_rate: float, t_eq: float, batch: int) -> float:
     return float(np.dot(pmf, np.arange(1, batch + 1)))
 
 
-def full_batch_cost_per_request(fn: Function, avg_latency_s: float, batch: int, prices: PriceBook) -> float:
+def full_batch_cost_per_request(
+    fn: Function, avg_latency_s: float, batch: int, prices: PriceBook
+) -> float:
     """Eq. 6: cost of a full batch divided by its size."""
     return batch_cost(fn, avg_latency_s, prices) / batch
 

@@ -89,4 +89,6 @@ def fit_gpu_profile(samples: Iterable[Sample], total_memory_gb: int = 24, **extr
     if len(set(bs)) < 2:
         raise ValueError("need measurements at >= 2 batch sizes to fit xi1 and xi2")
     xi1, xi2 = np.polyfit(np.asarray(bs, float), np.asarray(l0), 1)
-    return GpuProfile(per_item_s=float(xi1), base_s=float(xi2), total_memory_gb=total_memory_gb, **extra)
+    return GpuProfile(
+        per_item_s=float(xi1), base_s=float(xi2), total_memory_gb=total_memory_gb, **extra
+    )

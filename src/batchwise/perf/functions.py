@@ -75,7 +75,7 @@ def gpu_function(profile: ModelProfile, gpu_memory_gb: int, prices: PriceBook) -
 
 def cpu_grid(prices: PriceBook) -> list[float]:
     """Every CPU size the platform sells, in vCPUs."""
-    n = int(math.floor((prices.vcpu_max - prices.vcpu_min) / prices.vcpu_step + 1e-9))
+    n = math.floor((prices.vcpu_max - prices.vcpu_min) / prices.vcpu_step + 1e-9)
     return [round(prices.vcpu_min + i * prices.vcpu_step, 4) for i in range(n + 1)]
 
 

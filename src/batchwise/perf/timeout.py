@@ -41,4 +41,4 @@ def max_reachable_batch(total_rate: float, t_eq: float) -> int:
     """Largest batch that arrivals can fill within T_eq: floor(R * T_eq) + 1."""
     if t_eq <= 0 or total_rate <= 0:
         return 1
-    return int(math.floor(total_rate * t_eq + 1e-9)) + 1
+    return math.floor(total_rate * t_eq + 1e-9) + 1

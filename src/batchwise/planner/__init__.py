@@ -7,7 +7,7 @@ up by name with :func:`get_planner`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
+from enum import StrEnum
 
 from batchwise.config.apps import AppSpec
 from batchwise.config.plan import Plan
@@ -21,7 +21,7 @@ from batchwise.planner.exact import EXACT_MAX_APPS, ExactPlanner
 from batchwise.planner.harmony import HarmonyPlanner
 
 
-class Algorithm(str, Enum):
+class Algorithm(StrEnum):
     """Planner names accepted by ``--algorithm``."""
 
     DP = "dp"

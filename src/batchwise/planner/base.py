@@ -38,6 +38,9 @@ class PlannerOptions:
     eq_timeout: EqTimeoutFormula = "eq5"  # equivalent-timeout formula (see perf.timeout)
 
 
+DEFAULT_OPTIONS = PlannerOptions()
+
+
 @dataclass
 class Part:
     """One group being planned: app shares and the chosen table row."""
@@ -47,7 +50,9 @@ class Part:
     extra: dict = field(default_factory=dict)
 
     def summary(self, formula: EqTimeoutFormula) -> GroupSummary:
-        return GroupSummary.of([a.slo for a, _ in self.shares], [r for _, r in self.shares], formula)
+        return GroupSummary.of(
+            [a.slo for a, _ in self.shares], [r for _, r in self.shares], formula
+        )
 
 
 class Planner(Protocol):

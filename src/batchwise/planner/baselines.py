@@ -19,7 +19,14 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import Part, PlannerOptions, assemble_plan, check_apps, provision_or_fail
+from batchwise.planner.base import (
+    DEFAULT_OPTIONS,
+    Part,
+    PlannerOptions,
+    assemble_plan,
+    check_apps,
+    provision_or_fail,
+)
 from batchwise.planner.table import ALL_KINDS, build_table
 
 RATE_SPLIT_EPS = 1e-9
@@ -38,7 +45,7 @@ class PerAppPlanner:
         apps: Sequence[AppSpec],
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = PlannerOptions(),
+        options: PlannerOptions = DEFAULT_OPTIONS,
     ) -> Plan:
         check_apps(apps)
         watch = Stopwatch()
@@ -81,7 +88,7 @@ class MBSPlanner:
         apps: Sequence[AppSpec],
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = PlannerOptions(),
+        options: PlannerOptions = DEFAULT_OPTIONS,
     ) -> Plan:
         check_apps(apps)
         watch = Stopwatch()

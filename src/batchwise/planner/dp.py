@@ -23,7 +23,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import Part, PlannerOptions, assemble_plan, check_apps
+from batchwise.planner.base import DEFAULT_OPTIONS, Part, PlannerOptions, assemble_plan, check_apps
 from batchwise.planner.group import GroupSummary, best_row, best_rows_batched
 from batchwise.planner.table import ALL_KINDS, ConfigTable, build_table
 
@@ -62,7 +62,9 @@ def _window_summaries(
     return s1, big_r, t0
 
 
-def _contiguous_dp(apps: list[AppSpec], table: ConfigTable, window: int, formula: str) -> list[list[int]]:
+def _contiguous_dp(
+    apps: list[AppSpec], table: ConfigTable, window: int, formula: str
+) -> list[list[int]]:
     """Cheapest partition of SLO-sorted apps into contiguous groups (index lists)."""
     n = len(apps)
     slo = np.array([a.slo for a in apps])
@@ -77,7 +79,8 @@ def _contiguous_dp(apps: list[AppSpec], table: ConfigTable, window: int, formula
     f = np.full(n + 1, np.inf)
     f[0] = 0.0
     back = np.zeros(n + 1, dtype=int)
-    # Invariant: f[k] is the cheapest total (rate x cost) of apps[:k]; back[k] the start of the last group.
+    # Invariant: f[k] is the cheapest total (rate x cost) of apps[:k];
+    # back[k] is where the last group of that optimum starts.
     for j in range(n):
         lo = max(0, j - w + 1)
         starts = np.arange(lo, j + 1)
@@ -187,7 +190,7 @@ class DPPlanner:
         apps: Sequence[AppSpec],
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = PlannerOptions(),
+        options: PlannerOptions = DEFAULT_OPTIONS,
     ) -> Plan:
         check_apps(apps)
         watch = Stopwatch()
@@ -202,7 +205,9 @@ class DPPlanner:
         parts = []
         for grp in groups:
             shares = [(ordered[i], ordered[i].rate) for i in grp]
-            g = GroupSummary.of([a.slo for a, _ in shares], [r for _, r in shares], options.eq_timeout)
+            g = GroupSummary.of(
+                [a.slo for a, _ in shares], [r for _, r in shares], options.eq_timeout
+            )
             row = best_row(table, g)
             assert row is not None  # the DP only keeps feasible groups
             parts.append(Part(shares, row))

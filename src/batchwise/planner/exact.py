@@ -18,7 +18,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import Part, PlannerOptions, assemble_plan, check_apps
+from batchwise.planner.base import DEFAULT_OPTIONS, Part, PlannerOptions, assemble_plan, check_apps
 from batchwise.planner.group import GroupSummary, best_row
 from batchwise.planner.table import build_table
 
@@ -34,7 +34,7 @@ class ExactPlanner:
         apps: Sequence[AppSpec],
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = PlannerOptions(),
+        options: PlannerOptions = DEFAULT_OPTIONS,
     ) -> Plan:
         check_apps(apps)
         n = len(apps)
@@ -48,7 +48,9 @@ class ExactPlanner:
         rows = np.full(full + 1, -1, dtype=int)
         for mask in range(1, full + 1):
             members = [apps[i] for i in range(n) if mask >> i & 1]
-            g = GroupSummary.of([a.slo for a in members], [a.rate for a in members], options.eq_timeout)
+            g = GroupSummary.of(
+                [a.slo for a in members], [a.rate for a in members], options.eq_timeout
+            )
             row = best_row(table, g)
             if row is not None:
                 rows[mask] = row

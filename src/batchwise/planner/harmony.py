@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
-
+from functools import cache
 
 from batchwise.clock import Stopwatch
 from batchwise.config.apps import AppSpec
@@ -31,7 +30,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import Part, PlannerOptions, assemble_plan, check_apps
+from batchwise.planner.base import DEFAULT_OPTIONS, Part, PlannerOptions, assemble_plan, check_apps
 from batchwise.planner.group import REACH_EPS, GroupSummary
 from batchwise.planner.table import ConfigTable, build_table
 
@@ -145,7 +144,7 @@ class HarmonyPlanner:
         apps: Sequence[AppSpec],
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = PlannerOptions(),
+        options: PlannerOptions = DEFAULT_OPTIONS,
     ) -> Plan:
         check_apps(apps)
         watch = Stopwatch()
@@ -153,13 +152,15 @@ class HarmonyPlanner:
         prov = TheoremProvisioner(profile, prices, table)
         formula = options.eq_timeout
 
-        @lru_cache(maxsize=None)
+        @cache
         def provision(members: tuple[int, ...]) -> tuple[int | None, float]:
-            g = GroupSummary.of([ordered[i].slo for i in members], [ordered[i].rate for i in members], formula)
+            g = GroupSummary.of(
+                [ordered[i].slo for i in members], [ordered[i].rate for i in members], formula
+            )
             row = prov.provision(g)
             return row, (math.inf if row is None else g.rate * float(table.cost[row]))
 
-        @lru_cache(maxsize=None)
+        @cache
         def knee_rate(slo: float) -> float:
             lo, hi = KNEE_RATE_LOW, KNEE_RATE_HIGH
             while hi - lo > KNEE_RATE_TOL:
@@ -176,7 +177,9 @@ class HarmonyPlanner:
         for grp in groups:
             if provision(grp)[0] is None:
                 a = ordered[grp[0]]
-                raise PlanningError(f"app {a.name!r}: SLO {a.slo:g} s cannot be met by any function")
+                raise PlanningError(
+                    f"app {a.name!r}: SLO {a.slo:g} s cannot be met by any function"
+                )
 
         def is_cpu(grp: tuple[int, ...]) -> bool:
             return table.functions[provision(grp)[0]].kind == "cpu"  # type: ignore[index]
@@ -232,5 +235,3 @@ class HarmonyPlanner:
             else:
                 i += 1
         return groups
-
-

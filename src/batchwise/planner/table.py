@@ -15,7 +15,7 @@ cost under a latency budget is a step function we precompute once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -70,17 +70,41 @@ class ConfigTable:
         return out
 
 
+TABLE_CACHE_SIZE = 32
+"""Config tables kept in memory (re-planning every window reuses the same one)."""
+
+
 def build_table(
     profile: ModelProfile,
     prices: PriceBook,
     kinds: tuple[str, ...] = ALL_KINDS,
     deterministic: bool = False,
 ) -> ConfigTable:
-    """Enumerate the platform's whole configuration grid for this model.
+    """Enumerate the platform's whole configuration grid for this model (cached).
 
     ``deterministic=True`` budgets with L_avg as if latency never varied (the BATCH
     baseline's assumption); ``true_lat_max`` still holds the real L_max.
     """
+    return _cached_table(profile.model_dump_json(), prices.model_dump_json(), kinds, deterministic)
+
+
+@lru_cache(maxsize=TABLE_CACHE_SIZE)
+def _cached_table(
+    profile_json: str, prices_json: str, kinds: tuple[str, ...], deterministic: bool
+) -> ConfigTable:
+    # Keyed on the JSON of the (frozen) models: pydantic models with list fields
+    # are not hashable, and equal content must share a table.
+    return _build_table(
+        ModelProfile.model_validate_json(profile_json),
+        PriceBook.model_validate_json(prices_json),
+        kinds,
+        deterministic,
+    )
+
+
+def _build_table(
+    profile: ModelProfile, prices: PriceBook, kinds: tuple[str, ...], deterministic: bool
+) -> ConfigTable:
     lm = LatencyModel(profile.cpu, profile.gpu)
     fns: list[Function] = []
     batch: list[int] = []

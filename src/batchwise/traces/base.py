@@ -20,7 +20,7 @@ class ArrivalTrace:
 
     def count(self, app: str | None = None) -> int:
         if app is not None:
-            return int(len(self.arrivals.get(app, ())))
+            return len(self.arrivals.get(app, ()))
         return int(sum(len(a) for a in self.arrivals.values()))
 
     def mean_rate(self, app: str) -> float:
