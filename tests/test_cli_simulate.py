@@ -1,0 +1,78 @@
+"""The simulate and demo commands, run as a user runs them (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHWISE = Path(sys.executable).with_name("batchwise")
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BATCHWISE), *args], cwd=cwd, capture_output=True, text=True, timeout=240
+    )
+
+
+def test_plan_then_simulate_json_with_replan_and_plots(tmp_path):
+    plan_file = tmp_path / "plan.json"
+    r = run("plan", "examples/vgg19-table1.yaml", "-o", str(plan_file))
+    assert r.returncode == 0, r.stderr
+    png = tmp_path / "cdf.png"
+    r = run(
+        "simulate", str(plan_file), "--trace", "poisson", "--duration", "240",
+        "--replan", "--window", "60", "--plot", str(png), "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) >= {"trace", "static", "replan", "plots"}
+    static = out["static"]
+    assert static["requests"] > 5000
+    assert static["slo_violation_rate"] == 0.0
+    assert set(static["apps"]) == {"app1", "app2", "app3"}
+    for app in static["apps"].values():
+        assert app["p50_latency_s"] <= app["p99_latency_s"] <= app["slo_s"]
+    assert len(out["replan"]["windows"]) == 4
+    assert png.stat().st_size > 5_000
+    assert Path(out["plots"][1]).name == "cdf-replan.png"
+
+
+def test_simulate_accepts_an_apps_file_and_prints_tables():
+    r = run("simulate", "examples/bert-8apps.yaml", "--duration", "60")
+    assert r.returncode == 0, r.stderr
+    assert "Simulation of the dp plan" in r.stdout
+    assert "p99" in r.stdout
+
+
+def test_simulate_bad_trace_spec_is_one_clear_error(tmp_path):
+    r = run("simulate", "examples/vgg19-table1.yaml", "--trace", "nosuch=minute:app1")
+    assert r.returncode == 2
+    assert "nosuch" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_simulate_missing_trace_file_names_it(tmp_path):
+    r = run("simulate", "examples/vgg19-table1.yaml", "--trace", f"rps:{tmp_path}/none.txt")
+    assert r.returncode == 2
+    assert "none.txt" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_demo_json_runs_end_to_end(tmp_path):
+    r = run("demo", "--out", str(tmp_path), "--duration", "120", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    algos = [row["algorithm"] for row in out["compare"]]
+    assert algos == ["dp", "harmony", "batch", "mbs", "per-app", "cpu-only", "gpu-only", "exact"]
+    norm = {row["algorithm"]: row["normalized_cost"] for row in out["compare"]}
+    assert norm["batch"] == 1.0
+    assert norm["dp"] <= norm["harmony"] <= norm["mbs"] < 1.0
+    assert abs(norm["dp"] - norm["exact"]) < 1e-9
+    assert set(out["simulations"]) == {"dp", "harmony", "mbs", "batch"}
+    assert out["simulations"]["dp"]["replan"] is not None
+    for p in out["plots"]:
+        assert Path(p).stat().st_size > 5_000
+    assert json.loads((tmp_path / "report.json").read_text())["model"] == "VGG19"
