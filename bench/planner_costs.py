@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from batchwise.config.apps import AppSpec
 from batchwise.config.prices import BUILTIN_PRICE_BOOKS
 from batchwise.config.profiles import builtin_profiles
+from batchwise.errors import PlanningError
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import cpu_function, gpu_function
 from batchwise.perf.latency import LatencyModel
@@ -93,10 +94,26 @@ def grid(seeds: int, sim_seconds: float) -> list[dict]:
         for mix in RATE_MIXES:
             for seed in range(seeds):
                 apps = eight_apps(model, mix, seed)
-                plans = {a.value: plan(apps, prof, prices, a) for a in Algorithm}
+                plans = {}
+                for a in Algorithm:
+                    try:
+                        plans[a.value] = plan(apps, prof, prices, a)
+                    except PlanningError:
+                        plans[a.value] = None  # e.g. cpu-only cannot meet a 1 s SLO
                 exact = plans["exact"].cost_per_request
                 trace = poisson({a.name: a.rate for a in apps}, sim_seconds, seed=seed)
                 for name, p in plans.items():
+                    if p is None:
+                        results.append(
+                            {
+                                "model": model,
+                                "mix": mix,
+                                "seed": seed,
+                                "algorithm": name,
+                                "infeasible": True,
+                            }
+                        )
+                        continue
                     sim = simulate(p, trace, prof, prices, seed=seed)
                     results.append({
                         "model": model, "mix": mix, "seed": seed, "algorithm": name,
@@ -121,6 +138,9 @@ def summarize(results: list[dict]) -> list[list[object]]:
                     for r in results
                     if r["model"] == model and r["mix"] == mix and r["algorithm"] == a
                 ]
+                if any(r.get("infeasible") for r in sel):
+                    row.append("infeasible")
+                    continue
                 cost = sum(r["cost_vs_exact"] for r in sel) / len(sel)
                 viol = sum(r["sim_slo_violation_rate"] for r in sel) / len(sel)
                 row.append(f"{cost:.3f} ({viol * 100:.1f}%)")
@@ -157,8 +177,10 @@ def main() -> None:
     print(markdown(["model", "rates", *[a.value for a in Algorithm]], summarize(g)))
     dp = [r["cost_vs_exact"] for r in g if r["algorithm"] == "dp"]
     hm = [r["cost_vs_exact"] for r in g if r["algorithm"] == "harmony"]
+    mb = [r["cost_vs_exact"] for r in g if r["algorithm"] == "mbs"]
     print(f"\ndp / exact: mean {sum(dp) / len(dp):.4f}, max {max(dp):.4f} over {len(dp)} instances")
     print(f"harmony / exact: mean {sum(hm) / len(hm):.4f}, max {max(hm):.4f}")
+    print(f"mbs / exact: mean {sum(mb) / len(mb):.4f}, max {max(mb):.4f}")
 
 
 if __name__ == "__main__":

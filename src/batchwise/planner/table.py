@@ -147,3 +147,8 @@ def _build_table(
         true_lat_max=mx_arr[keep],
         cost=cost[keep],
     )
+
+
+def clear_table_cache() -> None:
+    """Forget cached tables (benchmarks use it to time planning from cold)."""
+    _cached_table.cache_clear()
