@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from batchwise.config.apps import AppSpec, Workload, load_workload
 from batchwise.config.loader import load_model
@@ -32,7 +33,7 @@ app = typer.Typer(
     help="Plan, simulate and serve batched DNN inference at the lowest cost that meets every SLO.",
 )
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # errors stay on one line
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 AlgoOpt = Annotated[
@@ -238,25 +239,18 @@ def demo_cmd(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
-    try:
-        app(standalone_mode=False)
-    except BatchwiseError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
-    except (typer.BadParameter, typer.Exit) as exc:  # pragma: no cover - typer handles these
-        raise exc
-    except Exception as exc:
-        import click
+    """Console entry point: user errors become one line on stderr and exit status 2.
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+    Typer runs in standalone mode, so it reports usage errors itself (exit 2) and
+    handles ``--help``, ``Exit`` and ``Abort``; only our own errors propagate here.
+    (Newer typer vendors click, so ``import click`` is not available to catch them.)
+    """
+    try:
+        app()
+    except BatchwiseError as exc:
+        # escape: a path such as ``apps[test].yaml`` is not rich markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from batchwise.config.apps import AppSpec
 from batchwise.config.prices import load_prices
 from batchwise.config.profiles import builtin_profiles
@@ -32,7 +34,7 @@ def test_replanning_with_the_real_dp_planner_meets_slos(tmp_path):
     # Window k is planned from the rates observed in window k-1 (window 0: nominal).
     windows = rep.adaptive.windows
     assert windows[0].planned_rates == {"app1": 5.0, "app2": 10.0, "app3": 20.0}
-    for prev, cur in zip(windows, windows[1:], strict=False):
+    for prev, cur in itertools.pairwise(windows):
         assert abs(sum(cur.planned_rates.values()) * 60.0 - prev.requests) < 1e-6
     # The bursty shipped traces make a one-window-late plan cost more or less than
     # the static one, but never wildly so.

@@ -1,0 +1,54 @@
+"""Shared fixtures: the built-in model profiles, both price books and the paper's Table I."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchwise.config.apps import AppSpec
+from batchwise.config.prices import BUILTIN_PRICE_BOOKS, PriceBook
+from batchwise.config.profiles import ModelProfile, builtin_profiles
+from utils import table1_apps as _table1_apps
+
+
+@pytest.fixture(scope="session")
+def profiles() -> dict[str, ModelProfile]:
+    """The four built-in HarmonyBatch models."""
+    return builtin_profiles()
+
+
+@pytest.fixture(scope="session")
+def vgg19(profiles: dict[str, ModelProfile]) -> ModelProfile:
+    return profiles["VGG19"]
+
+
+@pytest.fixture(scope="session")
+def bert(profiles: dict[str, ModelProfile]) -> ModelProfile:
+    return profiles["Bert"]
+
+
+@pytest.fixture(scope="session")
+def gpt2(profiles: dict[str, ModelProfile]) -> ModelProfile:
+    return profiles["GPT-2"]
+
+
+@pytest.fixture(scope="session")
+def videomae(profiles: dict[str, ModelProfile]) -> ModelProfile:
+    return profiles["VideoMAE"]
+
+
+@pytest.fixture(scope="session")
+def prices_fc() -> PriceBook:
+    """The default price book (variant ``fc``: what Function Compute bills)."""
+    return BUILTIN_PRICE_BOOKS["alibaba-fc-2023"]
+
+
+@pytest.fixture(scope="session")
+def prices_paper() -> PriceBook:
+    """The paper's Eq. 6 as printed (variant ``paper``)."""
+    return BUILTIN_PRICE_BOOKS["paper-eq6"]
+
+
+@pytest.fixture
+def table1_apps() -> list[AppSpec]:
+    """Table I: app1 (0.5 s, 5 req/s), app2 (0.8 s, 10 req/s), app3 (1.0 s, 20 req/s)."""
+    return _table1_apps()
