@@ -109,8 +109,10 @@ def test_unknown_price_book_in_apps_file(tmp_path):
     p = write(
         tmp_path / "p.yaml", "model: VGG19\nprices: nope\napps:\n  - {name: a, slo: 0.5, rate: 1}\n"
     )
-    with pytest.raises(ConfigError, match="'nope' is neither a built-in price book"):
+    with pytest.raises(ConfigError, match="'nope' is neither a built-in price book") as exc:
         load_workload(p)
+    # The message points at the apps file line that named the price book.
+    assert str(exc.value).startswith(f"{p}:2: prices:")
 
 
 def test_relative_price_and_profile_files_resolve_next_to_the_apps_file(tmp_path, vgg19):

@@ -115,3 +115,11 @@ def test_exact_refuses_big_instances(vgg19, prices_fc):
     apps = make_apps(EXACT_MAX_APPS + 1, 0, "VGG19")
     with pytest.raises(PlanningError, match=f"at most {EXACT_MAX_APPS} apps"):
         plan(apps, vgg19, prices_fc, "exact")
+
+
+def test_exact_names_the_app_whose_slo_no_function_meets(vgg19, prices_fc):
+    from batchwise.config.apps import AppSpec
+
+    apps = [AppSpec(name="ok", slo=0.5, rate=1), AppSpec(name="impossible", slo=0.001, rate=1)]
+    with pytest.raises(PlanningError, match="impossible"):
+        plan(apps, vgg19, prices_fc, Algorithm.EXACT)

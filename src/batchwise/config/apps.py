@@ -11,8 +11,10 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,6 +22,8 @@ from batchwise.config.loader import read_document, validate
 from batchwise.config.prices import PriceBook, load_prices
 from batchwise.config.profiles import ModelProfile, get_profile, load_profiles
 from batchwise.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class AppSpec(BaseModel):
@@ -76,6 +80,18 @@ def _resolve(ref: str | None, base: Path) -> str | None:
     return str(candidate) if candidate.exists() else ref
 
 
+def _within(
+    path: Path, lines: dict, field: str, load: Callable[[str | None], T], ref: str | None
+) -> T:
+    """Run ``load(ref)``; prefix any error with the apps file, line and field that named it."""
+    try:
+        return load(ref)
+    except ConfigError as exc:
+        line = lines.get((field,))
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def load_workload(path: str | Path) -> Workload:
     """Load an apps file and the profile and price book it names."""
     p = Path(path)
@@ -84,10 +100,10 @@ def load_workload(path: str | Path) -> Workload:
         raise ConfigError(f"{p}: file is empty")
     spec = validate(AppsFile, data, str(p), lines)
     profiles_ref = _resolve(spec.profiles, p.parent)
-    profiles = load_profiles(profiles_ref)
+    profiles = _within(p, lines, "profiles", load_profiles, profiles_ref)
     line = lines.get(("model",))
     where = f"{p}:{line}: model" if line else f"{p}: model"
     profile = get_profile(profiles, spec.model, where)
     prices_ref = _resolve(spec.prices, p.parent)
-    prices = load_prices(prices_ref)
+    prices = _within(p, lines, "prices", load_prices, prices_ref)
     return Workload(tuple(spec.apps), profile, prices, profiles_ref, prices_ref or prices.name)

@@ -163,3 +163,14 @@ def provision_or_fail(table: ConfigTable, shares: list[tuple[AppSpec, float]], f
             f"(fastest possible max latency {fastest:.3f} s)"
         )
     return row
+
+
+def raise_if_hopeless(apps: Sequence[AppSpec], table: ConfigTable) -> None:
+    """An app whose SLO is below every config's max latency can never be served."""
+    fastest = float(table.lat_max.min())
+    bad = [a for a in apps if a.slo < fastest]
+    if bad:
+        names = ", ".join(f"{a.name} (slo {a.slo:g} s)" for a in bad[:5])
+        raise PlanningError(
+            f"SLO too tight for any function: {names}; the fastest max latency is {fastest:.3f} s"
+        )

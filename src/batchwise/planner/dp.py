@@ -23,7 +23,14 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import DEFAULT_OPTIONS, Part, PlannerOptions, assemble_plan, check_apps
+from batchwise.planner.base import (
+    DEFAULT_OPTIONS,
+    Part,
+    PlannerOptions,
+    assemble_plan,
+    check_apps,
+    raise_if_hopeless,
+)
 from batchwise.planner.group import GroupSummary, best_row, best_rows_batched
 from batchwise.planner.table import ALL_KINDS, ConfigTable, build_table
 
@@ -198,7 +205,7 @@ class DPPlanner:
         if len(table) == 0:
             raise PlanningError(f"model {profile.name!r} has no {'/'.join(self.kinds)} profile")
         ordered = sorted(apps, key=lambda a: (a.slo, a.name))
-        _raise_if_hopeless(ordered, table)
+        raise_if_hopeless(ordered, table)
         groups = _contiguous_dp(ordered, table, self.window, options.eq_timeout)
         if self.local_search and len(ordered) <= LOCAL_SEARCH_MAX_APPS:
             groups = _Search(ordered, table, options.eq_timeout).improve(groups)
@@ -212,14 +219,3 @@ class DPPlanner:
             assert row is not None  # the DP only keeps feasible groups
             parts.append(Part(shares, row))
         return assemble_plan(self.name, parts, table, profile, prices, options, watch)
-
-
-def _raise_if_hopeless(apps: list[AppSpec], table: ConfigTable) -> None:
-    """An app whose SLO is below every config's max latency can never be served."""
-    fastest = float(table.lat_max.min())
-    bad = [a for a in apps if a.slo < fastest]
-    if bad:
-        names = ", ".join(f"{a.name} (slo {a.slo:g} s)" for a in bad[:5])
-        raise PlanningError(
-            f"SLO too tight for any function: {names}; the fastest max latency is {fastest:.3f} s"
-        )

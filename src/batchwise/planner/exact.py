@@ -18,7 +18,14 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import DEFAULT_OPTIONS, Part, PlannerOptions, assemble_plan, check_apps
+from batchwise.planner.base import (
+    DEFAULT_OPTIONS,
+    Part,
+    PlannerOptions,
+    assemble_plan,
+    check_apps,
+    raise_if_hopeless,
+)
 from batchwise.planner.group import GroupSummary, best_row
 from batchwise.planner.table import build_table
 
@@ -42,6 +49,7 @@ class ExactPlanner:
             raise PlanningError(f"'exact' handles at most {EXACT_MAX_APPS} apps, got {n}")
         watch = Stopwatch()
         table = build_table(profile, prices)
+        raise_if_hopeless(apps, table)
         apps = list(apps)
         full = (1 << n) - 1
         cost = np.full(full + 1, np.inf)
