@@ -8,6 +8,7 @@ predictions the same way for all of them, so plans are comparable.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,7 +26,7 @@ from batchwise.perf.functions import Function
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner.group import GroupSummary, best_row
-from batchwise.planner.table import ConfigTable
+from batchwise.planner.table import ALL_KINDS, ConfigTable, build_table
 
 SLO_EPS_S = 1e-9
 """Tolerance (s) when checking timeout + latency against an SLO."""
@@ -174,3 +175,41 @@ def raise_if_hopeless(apps: Sequence[AppSpec], table: ConfigTable) -> None:
         raise PlanningError(
             f"SLO too tight for any function: {names}; the fastest max latency is {fastest:.3f} s"
         )
+
+
+class TablePlanner(ABC):
+    """Template for planners that choose a partition over the configuration table.
+
+    ``plan`` validates the apps, builds (or reuses) the table, asks ``partition``
+    for the groups and assembles the plan, timing the whole; subclasses only decide.
+    """
+
+    name: str = ""
+    kinds: tuple[str, ...] = ALL_KINDS  # function kinds this planner may use
+    deterministic: bool = False  # budget with L_avg instead of L_max (BATCH)
+
+    def plan(
+        self,
+        apps: Sequence[AppSpec],
+        profile: ModelProfile,
+        prices: PriceBook,
+        options: PlannerOptions = DEFAULT_OPTIONS,
+    ) -> Plan:
+        check_apps(apps)
+        watch = Stopwatch()
+        table = build_table(profile, prices, self.kinds, deterministic=self.deterministic)
+        if len(table) == 0:
+            raise PlanningError(f"model {profile.name!r} has no {'/'.join(self.kinds)} profile")
+        parts = self.partition(list(apps), table, profile, prices, options)
+        return assemble_plan(self.name, parts, table, profile, prices, options, watch)
+
+    @abstractmethod
+    def partition(
+        self,
+        apps: list[AppSpec],
+        table: ConfigTable,
+        profile: ModelProfile,
+        prices: PriceBook,
+        options: PlannerOptions,
+    ) -> list[Part]:
+        """Return the groups (app shares and table rows) of the cheapest plan found."""

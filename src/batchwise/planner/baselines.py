@@ -13,26 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batchwise.clock import Stopwatch
 from batchwise.config.apps import AppSpec
-from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
 from batchwise.planner.base import (
-    DEFAULT_OPTIONS,
     Part,
     PlannerOptions,
-    assemble_plan,
-    check_apps,
+    TablePlanner,
     provision_or_fail,
 )
-from batchwise.planner.table import ALL_KINDS, build_table
+from batchwise.planner.table import ALL_KINDS, ConfigTable
 
 RATE_SPLIT_EPS = 1e-9
 
 
-class PerAppPlanner:
+class PerAppPlanner(TablePlanner):
     """One group per app, each provisioned exhaustively."""
 
     def __init__(self, name: str, kinds: tuple[str, ...] = ALL_KINDS, deterministic: bool = False):
@@ -40,23 +36,19 @@ class PerAppPlanner:
         self.kinds = kinds
         self.deterministic = deterministic
 
-    def plan(
+    def partition(
         self,
-        apps: Sequence[AppSpec],
+        apps: list[AppSpec],
+        table: ConfigTable,
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = DEFAULT_OPTIONS,
-    ) -> Plan:
-        check_apps(apps)
-        watch = Stopwatch()
-        table = build_table(profile, prices, self.kinds, deterministic=self.deterministic)
-        if len(table) == 0:
-            raise PlanningError(f"model {profile.name!r} has no {'/'.join(self.kinds)} profile")
+        options: PlannerOptions,
+    ) -> list[Part]:
         parts = []
         for app in apps:
             shares = [(app, app.rate)]
             parts.append(Part(shares, provision_or_fail(table, shares, options.eq_timeout)))
-        return assemble_plan(self.name, parts, table, profile, prices, options, watch)
+        return parts
 
 
 def even_split(apps: Sequence[AppSpec], k: int) -> list[list[tuple[AppSpec, float]]]:
@@ -78,21 +70,19 @@ def even_split(apps: Sequence[AppSpec], k: int) -> list[list[tuple[AppSpec, floa
     return [c for c in chunks if c]
 
 
-class MBSPlanner:
+class MBSPlanner(TablePlanner):
     """MBS+: even rate split into k groups, best k, CPU or GPU per group."""
 
     name = "mbs"
 
-    def plan(
+    def partition(
         self,
-        apps: Sequence[AppSpec],
+        apps: list[AppSpec],
+        table: ConfigTable,
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = DEFAULT_OPTIONS,
-    ) -> Plan:
-        check_apps(apps)
-        watch = Stopwatch()
-        table = build_table(profile, prices)
+        options: PlannerOptions,
+    ) -> list[Part]:
         best: tuple[float, list[Part]] | None = None
         last_error: PlanningError | None = None
         for k in range(1, len(apps) + 1):
@@ -109,4 +99,4 @@ class MBSPlanner:
                 best = (total, parts)
         if best is None:
             raise last_error or PlanningError("no feasible MBS split")
-        return assemble_plan(self.name, best[1], table, profile, prices, options, watch)
+        return best[1]

@@ -12,27 +12,22 @@ Every final group is re-provisioned exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from batchwise.clock import Stopwatch
 from batchwise.config.apps import AppSpec
-from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
 from batchwise.planner.base import (
-    DEFAULT_OPTIONS,
     Part,
     PlannerOptions,
-    assemble_plan,
-    check_apps,
+    TablePlanner,
     raise_if_hopeless,
 )
 from batchwise.planner.group import GroupSummary, best_row, best_rows_batched
-from batchwise.planner.table import ALL_KINDS, ConfigTable, build_table
+from batchwise.planner.table import ALL_KINDS, ConfigTable
 
 DEFAULT_WINDOW = 128
 """Longest contiguous group (apps) priced exactly by the DP."""
@@ -177,7 +172,7 @@ class _Search:
         return improved
 
 
-class DPPlanner:
+class DPPlanner(TablePlanner):
     """Contiguous-group DP plus local moves (the default)."""
 
     def __init__(
@@ -192,18 +187,14 @@ class DPPlanner:
         self.window = window
         self.local_search = local_search
 
-    def plan(
+    def partition(
         self,
-        apps: Sequence[AppSpec],
+        apps: list[AppSpec],
+        table: ConfigTable,
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = DEFAULT_OPTIONS,
-    ) -> Plan:
-        check_apps(apps)
-        watch = Stopwatch()
-        table = build_table(profile, prices, self.kinds)
-        if len(table) == 0:
-            raise PlanningError(f"model {profile.name!r} has no {'/'.join(self.kinds)} profile")
+        options: PlannerOptions,
+    ) -> list[Part]:
         ordered = sorted(apps, key=lambda a: (a.slo, a.name))
         raise_if_hopeless(ordered, table)
         groups = _contiguous_dp(ordered, table, self.window, options.eq_timeout)
@@ -218,4 +209,4 @@ class DPPlanner:
             row = best_row(table, g)
             assert row is not None  # the DP only keeps feasible groups
             parts.append(Part(shares, row))
-        return assemble_plan(self.name, parts, table, profile, prices, options, watch)
+        return parts

@@ -8,49 +8,40 @@ recursion, O(3^n). Bell(9) = 21 147 partitions; 3^9 = 19 683 steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from batchwise.clock import Stopwatch
 from batchwise.config.apps import AppSpec
-from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
 from batchwise.planner.base import (
-    DEFAULT_OPTIONS,
     Part,
     PlannerOptions,
-    assemble_plan,
-    check_apps,
+    TablePlanner,
     raise_if_hopeless,
 )
 from batchwise.planner.group import GroupSummary, best_row
-from batchwise.planner.table import build_table
+from batchwise.planner.table import ConfigTable
 
 EXACT_MAX_APPS = 12
 """Largest instance ``exact`` accepts (3^12 ≈ 531k subset steps)."""
 
 
-class ExactPlanner:
+class ExactPlanner(TablePlanner):
     name = "exact"
 
-    def plan(
+    def partition(
         self,
-        apps: Sequence[AppSpec],
+        apps: list[AppSpec],
+        table: ConfigTable,
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = DEFAULT_OPTIONS,
-    ) -> Plan:
-        check_apps(apps)
+        options: PlannerOptions,
+    ) -> list[Part]:
         n = len(apps)
         if n > EXACT_MAX_APPS:
             raise PlanningError(f"'exact' handles at most {EXACT_MAX_APPS} apps, got {n}")
-        watch = Stopwatch()
-        table = build_table(profile, prices)
         raise_if_hopeless(apps, table)
-        apps = list(apps)
         full = (1 << n) - 1
         cost = np.full(full + 1, np.inf)
         rows = np.full(full + 1, -1, dtype=int)
@@ -88,4 +79,4 @@ class ExactPlanner:
             shares = [(apps[i], apps[i].rate) for i in range(n) if grp >> i & 1]
             parts.append(Part(shares, int(rows[grp])))
             mask ^= grp
-        return assemble_plan(self.name, parts, table, profile, prices, options, watch)
+        return parts

@@ -24,15 +24,13 @@ import math
 from collections.abc import Sequence
 from functools import cache
 
-from batchwise.clock import Stopwatch
 from batchwise.config.apps import AppSpec
-from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner.base import DEFAULT_OPTIONS, Part, PlannerOptions, assemble_plan, check_apps
+from batchwise.planner.base import Part, PlannerOptions, TablePlanner
 from batchwise.planner.group import REACH_EPS, GroupSummary
-from batchwise.planner.table import ConfigTable, build_table
+from batchwise.planner.table import ConfigTable
 
 KNEE_RATE_LOW = 0.01
 """Bisection bracket (req/s) for the knee rate r*, as in the authors' code."""
@@ -136,19 +134,17 @@ class TheoremProvisioner:
         return min(rows, key=lambda r: (self.table.cost[r], r))
 
 
-class HarmonyPlanner:
+class HarmonyPlanner(TablePlanner):
     name = "harmony"
 
-    def plan(
+    def partition(
         self,
-        apps: Sequence[AppSpec],
+        apps: list[AppSpec],
+        table: ConfigTable,
         profile: ModelProfile,
         prices: PriceBook,
-        options: PlannerOptions = DEFAULT_OPTIONS,
-    ) -> Plan:
-        check_apps(apps)
-        watch = Stopwatch()
-        table = build_table(profile, prices)
+        options: PlannerOptions,
+    ) -> list[Part]:
         prov = TheoremProvisioner(profile, prices, table)
         formula = options.eq_timeout
 
@@ -190,7 +186,7 @@ class HarmonyPlanner:
             Part([(ordered[i], ordered[i].rate) for i in grp], int(provision(grp)[0]))  # type: ignore[arg-type]
             for grp in groups
         ]
-        return assemble_plan(self.name, parts, table, profile, prices, options, watch)
+        return parts
 
     @staticmethod
     def _stage1(groups, ordered, is_cpu, provision, knee_rate):
