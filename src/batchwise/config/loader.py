@@ -83,6 +83,8 @@ def format_validation_error(
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         elif "input" in err and err["type"] not in ("extra_forbidden",):
             msg = f"{msg} (got {err['input']!r})"
         out.append(f"{where}: {field}: {msg}")
