@@ -36,11 +36,7 @@ def _pack_files(files: list[Path], shards: ShardSpec) -> list[dict[str, Any]]:
     per = shards.records or DEFAULT_SHARD_RECORDS
     for f in files:
         nbytes = f.stat().st_size
-        full = (
-            len(current) >= per
-            if shards.bytes is None
-            else size + nbytes > shards.bytes
-        )
+        full = len(current) >= per if shards.bytes is None else size + nbytes > shards.bytes
         if current and full:
             out.append({"files": current})
             current, size = [], 0

@@ -28,6 +28,8 @@ _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 DEFAULT_SHARD_RECORDS = 1000
 """Records per shard when the job file does not say."""
+DEFAULT_LEASE_S = 30.0
+"""Lease of a shard (s); a worker that holds one longer without committing loses it."""
 DEFAULT_BATCH_SIZE = 32
 """Records per inference batch when a model entry does not say."""
 
@@ -131,6 +133,11 @@ class JobSpec(_Strict):
     shards: ShardSpec = ShardSpec(records=DEFAULT_SHARD_RECORDS)
     workers: WorkerSpec = WorkerSpec(count=1)
     backend: Literal["local", "ray"] = "local"
+    lease_s: float = Field(
+        DEFAULT_LEASE_S,
+        gt=0,
+        description="shard lease (s): must exceed one shard's processing time",
+    )
 
 
 def load_job(path: str | Path) -> JobSpec:
