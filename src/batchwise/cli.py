@@ -238,6 +238,31 @@ def demo_cmd(
         _emit_json(report)
 
 
+@app.command("batch")
+def batch_cmd(
+    target: Annotated[str, typer.Argument(help="JOB.yaml to run, or 'status'.")],
+    output_dir: Annotated[
+        Path | None, typer.Argument(help="With 'status': the job's output dir.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a batch-inference job (resumes from its journal), or show a job's status."""
+    from batchwise.batch.progress import job_status, run_job
+
+    if target == "status":
+        if output_dir is None:
+            raise BatchwiseError("usage: batchwise batch status OUTPUT_DIR")
+        report = job_status(output_dir)
+    else:
+        report = run_job(Path(target), None if as_json else console)
+    if as_json:
+        _emit_json(report)
+    else:
+        console.print(report)
+    if report["shards"]["quarantined"]:
+        raise typer.Exit(3)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit status 2.
 

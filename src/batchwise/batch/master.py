@@ -53,7 +53,11 @@ class Master:
         owner = f"local-{os.getpid()}-{self._seq}"
         cmd = [sys.executable, "-m", "batchwise.batch.worker", str(self.journal),
                str(self.job_path), str(self.out_dir), owner]  # fmt: skip
-        self.procs[owner] = subprocess.Popen(cmd)
+        # User modules named in the job (module:Class) may sit beside the job file.
+        env = dict(os.environ)
+        extra = str(self.job_path.parent.resolve())
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (extra, env.get("PYTHONPATH")) if p)
+        self.procs[owner] = subprocess.Popen(cmd, env=env)
 
     def step(self) -> bool:
         """Reap dead workers, replace them while work remains; True when the job is done."""
