@@ -246,7 +246,10 @@ def batch_cmd(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a batch-inference job (resumes from its journal), or show a job's status."""
+    """Run a batch-inference job (resumes from its journal), or show a job's status.
+
+    Exit status 3 when records or shards were quarantined (listed in the report).
+    """
     from batchwise.batch.progress import job_status, run_job
 
     if target == "status":
@@ -258,9 +261,32 @@ def batch_cmd(
     if as_json:
         _emit_json(report)
     else:
-        console.print(report)
-    if report["shards"]["quarantined"]:
+        _print_batch_report(report)
+    if report["shards"]["quarantined"] or report["bad_records"]:
         raise typer.Exit(3)
+
+
+def _print_batch_report(report: dict) -> None:
+    shards = report["shards"]
+    line = (
+        f"shards: {shards['committed']} committed, {shards['quarantined']} quarantined, "
+        f"{shards['todo'] + shards['leased']} left · records: {report['records']}"
+    )
+    if "elapsed_s" in report:
+        line += (
+            f" in {report['elapsed_s']:.1f} s ({report['records_per_s']:.0f}/s), "
+            f"worker restarts: {report['worker_restarts']}"
+        )
+    console.print(line)
+    for q in report["quarantined"]:
+        console.print(f"[red]quarantined shard {q['shard']}[/] after {q['attempts']} attempts: "
+                      f"{escape(str(q['error']))}")  # fmt: skip
+    for r in report["quarantined_records"]:
+        console.print(f"[red]quarantined record[/] {escape(r['record'])}: {escape(r['error'])}")
+    if report["bad_records"] > len(report["quarantined_records"]):
+        console.print(f"… {report['bad_records']} quarantined records in all (see --json)")
+    console.print(f"output: {report['output']}" + (f" · plot: {report['plot']}"
+                  if report.get("plot") else ""))  # fmt: skip
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,15 +38,53 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_batch_run_status_and_quarantine_exit_code(tmp_path):
     d = job_dir(tmp_path, 40)
     r = run("batch", "job.yaml", "--json", cwd=d)
-    assert r.returncode == 3, r.stderr  # one shard quarantined: the exit status says so
+    assert r.returncode == 3, r.stderr  # a record was quarantined: the exit status says so
     report = json.loads(r.stdout)
-    assert report["shards"] == {"todo": 0, "leased": 0, "committed": 3, "quarantined": 1}
-    assert "poisoned record 13" in report["quarantined"][0]["error"]
+    # The poisoned record is isolated on the shard's last attempt; its 9 neighbours commit.
+    assert report["shards"] == {"todo": 0, "leased": 0, "committed": 4, "quarantined": 0}
+    assert report["bad_records"] == 1 and report["records"] == 39
+    (bad,) = report["quarantined_records"]
+    assert bad["record"] == "in.jsonl:13" and "poisoned record 13" in bad["error"]
     status = json.loads(run("batch", "status", "out", "--json", cwd=d).stdout)
-    assert status["shards"] == report["shards"]
+    assert status["shards"] == report["shards"] and status["bad_records"] == 1
     ids = [json.loads(line)["id"] for p in (d / "out").glob("part-*.jsonl")
            for line in p.read_text().splitlines()]  # fmt: skip
-    assert len(ids) == len(set(ids)) == 30
+    assert len(ids) == len(set(ids)) == 39 and "in.jsonl:13" not in ids
+    assert (d / "out" / "_report.json").exists() and (d / "out" / "_throughput.png").exists()
+    human = run("batch", "status", "out", cwd=d)
+    assert human.returncode == 3 and "in.jsonl:13" in human.stdout
+
+
+def test_corrupt_record_is_quarantined_not_dropped(tmp_path):
+    d = job_dir(tmp_path, 20)
+    lines = (d / "in.jsonl").read_text().splitlines()
+    lines[5] = '{"v": 5, truncated'
+    (d / "in.jsonl").write_text("\n".join(lines) + "\n")
+    report = json.loads(run("batch", "job.yaml", "--json", cwd=d).stdout)
+    assert report["records"] == 18  # record 13 is poisoned for the model as well
+    bad = {r["record"]: r["error"] for r in report["quarantined_records"]}
+    assert sorted(bad) == ["in.jsonl:13", "in.jsonl:5"]
+    assert bad["in.jsonl:5"].startswith("read: not JSON")
+
+
+def test_empty_input_and_unwritable_output_are_clear_errors(tmp_path):
+    d = job_dir(tmp_path, 0)
+    r = run("batch", "job.yaml", cwd=d)
+    assert r.returncode == 2 and "hold no records" in r.stderr and "Traceback" not in r.stderr
+    (d / "in.jsonl").write_text('{"v": 1}\n')
+    shutil.rmtree(d / "out", ignore_errors=True)
+    (d / "out").write_text("a file, not a directory")
+    r = run("batch", "job.yaml", cwd=d)
+    assert r.returncode == 2 and "output.path: cannot write" in r.stderr
+
+
+def test_model_that_cannot_load_stops_the_job_with_its_error(tmp_path):
+    d = job_dir(tmp_path, 10)
+    (d / "job.yaml").write_text(
+        (d / "job.yaml").read_text().replace("usermodel:Score", "usermodel:Missing")
+    )
+    r = run("batch", "job.yaml", cwd=d)
+    assert r.returncode == 2 and "cannot import 'usermodel:Missing'" in r.stderr
 
 
 def test_batch_bad_job_file_is_one_clear_error(tmp_path):

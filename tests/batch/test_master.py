@@ -69,14 +69,14 @@ def test_job_survives_random_kill9_of_workers_exactly_once(tmp_path):
     assert not list(master.out_dir.glob(".part-*.tmp"))  # no litter left behind
 
 
-def test_poisoned_shard_is_quarantined_and_reported(tmp_path):
+def test_poisoned_record_is_isolated_and_the_rest_of_its_shard_commits(tmp_path):
     master = Master(make_job(tmp_path, "bw_test_models:PoisonOnSeven", workers=1))
     report = master.run()
-    assert report["shards"]["committed"] == N // 10 - 1
-    assert report["shards"]["quarantined"] == 1
-    (q,) = report["quarantined"]
-    assert q["spec"]["rows"] == [0, 10] and "v=7" in q["error"]
-    assert len(outputs(master.out_dir)) == N - 10
+    assert report["shards"]["committed"] == N // 10
+    (bad,) = report["quarantined_records"]
+    assert bad["record"] == "in.jsonl:7" and "v=7" in bad["error"]
+    ids = sorted(int(r["id"].split(":")[1]) for r in outputs(master.out_dir))
+    assert ids == [i for i in range(N) if i != 7]
 
 
 def test_master_restart_resumes_from_the_journal(tmp_path):

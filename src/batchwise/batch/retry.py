@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_MAX_ATTEMPTS = 3
-"""Leases a shard may take before its failing records are isolated and quarantined."""
+from batchwise.config.job import DEFAULT_MAX_ATTEMPTS
+
 DEFAULT_MIN_BACKOFF_MS = 500
 """Backoff before the first retry (milliseconds)."""
 DEFAULT_MAX_BACKOFF_MS = 30_000

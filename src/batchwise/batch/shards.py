@@ -39,7 +39,15 @@ CREATE TABLE IF NOT EXISTS shards (
     not_before REAL NOT NULL DEFAULT 0,  -- retry backoff: not leased before (s)
     attempt INTEGER NOT NULL DEFAULT 0,  -- leases taken so far
     token INTEGER NOT NULL DEFAULT 0,    -- fencing token of the current lease
-    error TEXT                     -- last failure, kept for the report
+    error TEXT,                    -- last failure, kept for the report
+    records INTEGER,               -- records written when committed
+    committed_at REAL              -- commit time (s, the lease clock)
+);
+CREATE TABLE IF NOT EXISTS bad_records (
+    shard INTEGER NOT NULL,        -- shard whose final attempt isolated the record
+    record TEXT NOT NULL,          -- record id (file, or file:row)
+    error TEXT NOT NULL,
+    PRIMARY KEY (shard, record)
 );
 CREATE INDEX IF NOT EXISTS shards_state ON shards(state, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -134,16 +142,33 @@ class ShardTable:
             db.execute("UPDATE shards SET lease_deadline=? WHERE id=?", (deadline, lease.shard_id))
         return Lease(lease.shard_id, lease.spec, lease.token, lease.attempt, deadline)
 
-    def commit(self, lease: Lease, tmp_path: str | Path, final_path: str | Path) -> bool:
-        """Atomically publish the shard's output if the lease is current; else discard it."""
+    def commit(
+        self,
+        lease: Lease,
+        tmp_path: str | Path,
+        final_path: str | Path,
+        records: int = 0,
+        bad: Iterable[tuple[str, str]] = (),
+        now: float | None = None,
+    ) -> bool:
+        """Atomically publish the shard's output if the lease is current; else discard it.
+
+        ``records`` is the number of rows written; ``bad`` lists ``(record id, error)`` of
+        records isolated on the final attempt, kept in the journal for the report.
+        """
         with self._tx() as db:
             if not self._current(db, lease):
                 Path(tmp_path).unlink(missing_ok=True)
                 return False
             os.replace(tmp_path, final_path)
             db.execute(
-                "UPDATE shards SET state='committed', owner=NULL, error=NULL WHERE id=?",
-                (lease.shard_id,),
+                "UPDATE shards SET state='committed', owner=NULL, error=NULL, records=?, "
+                "committed_at=? WHERE id=?",
+                (records, now, lease.shard_id),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO bad_records VALUES (?, ?, ?)",
+                [(lease.shard_id, rid, err) for rid, err in bad],
             )
             return True
 
@@ -160,6 +185,17 @@ class ShardTable:
                 (state, decision.not_before, error, lease.shard_id),
             )
         return state
+
+    def release(self, lease: Lease) -> bool:
+        """Hand back a shard the holder will not work on (drain): no attempt is used up."""
+        with self._tx() as db:
+            if not self._current(db, lease):
+                return False
+            db.execute(
+                "UPDATE shards SET state='todo', owner=NULL, attempt=attempt-1 WHERE id=?",
+                (lease.shard_id,),
+            )
+            return True
 
     def release_owner(self, owner: str) -> int:
         """Shutdown: hand every shard ``owner`` still leases back to todo (never acked)."""
@@ -180,6 +216,20 @@ class ShardTable:
         """True when no shard is todo or leased."""
         c = self.counts()
         return c["todo"] == 0 and c["leased"] == 0
+
+    def records_committed(self) -> int:
+        """Output rows committed so far (bad records excluded)."""
+        row = self._db.execute("SELECT COALESCE(SUM(records), 0) FROM shards").fetchone()
+        return int(row[0])
+
+    def bad_records(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Records isolated and quarantined (shard, record id, error), oldest shard first."""
+        sql = "SELECT shard, record, error FROM bad_records ORDER BY shard, record"
+        rows = self._db.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        return [{"shard": r[0], "record": r[1], "error": r[2]} for r in rows]
+
+    def bad_record_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM bad_records").fetchone()[0])
 
     def quarantined(self) -> list[dict[str, Any]]:
         rows = self._db.execute(

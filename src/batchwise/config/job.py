@@ -2,15 +2,15 @@
 
 Example::
 
-    input:  {kind: files, path: "data/images/*.png"}    # or jsonl / csv with a path
+    input:  {kind: files, path: "data/texts/**/*.txt"}  # jsonl / csv / parquet; s3://… too
     pipeline:
-      preprocess: mypkg.pre:resize                       # optional module:function
+      preprocess: mypkg.pre:clean                        # optional module:function
       models:
         - {name: encoder, model: minilm, batch_size: 32}  # built-in, .onnx or module:Class
       postprocess: mypkg.post:top1                       # optional module:function
-    output: {path: out/scores, format: jsonl}            # one part file per shard
-    shards: {records: 1000}                              # or {bytes: 8388608} for small files
-    workers: {min: 1, max: 4}                            # or {count: 2}
+    output: {path: out/scores, format: parquet}          # one part file per shard
+    shards: {records: 500}                               # or {bytes: 8388608} for small files
+    workers: {min: 1, max: 4, cpus: 1}                   # or {count: 2}
     backend: local                                       # or ray
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,6 +32,12 @@ DEFAULT_LEASE_S = 30.0
 """Lease of a shard (s); a worker that holds one longer without committing loses it."""
 DEFAULT_BATCH_SIZE = 32
 """Records per inference batch when a model entry does not say."""
+DEFAULT_MAX_ATTEMPTS = 3
+"""Leases a shard may take; on the last one failing records are isolated and quarantined."""
+DEFAULT_QUEUE_BATCHES = 8
+"""Bound of each queue between pipeline stages (batches): memory cap and back-pressure."""
+DEFAULT_PREFETCH_SHARDS = 1
+"""Shards a worker leases and reads ahead of the one it computes."""
 
 
 def _check_callable(v: str | None) -> str | None:
@@ -47,9 +53,17 @@ class _Strict(BaseModel):
 class InputSpec(_Strict):
     """What to read: many small files by glob, or record files (one record per row)."""
 
-    kind: Literal["files", "jsonl", "csv"]
-    path: str = Field(min_length=1, description="glob (files) or file path/glob (records)")
-    reader: str | None = Field(None, description="optional user reader 'module:function'")
+    kind: Literal["files", "jsonl", "csv", "parquet"]
+    path: str = Field(
+        min_length=1, description="glob or path; local, or any fsspec URL (s3://, gs://, http://)"
+    )
+    mode: Literal["text", "bytes"] = Field("text", description="files: payload as str or bytes")
+    reader: str | None = Field(
+        None, description="files: user reader 'module:function' (path, bytes) -> payload"
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="passed to fsspec (credentials, endpoint_url, ...)"
+    )
 
     _reader = field_validator("reader")(classmethod(lambda cls, v: _check_callable(v)))
 
@@ -60,13 +74,26 @@ class ModelStage(_Strict):
     name: str = Field(min_length=1)
     model: str = Field(min_length=1, description="built-in name, path to .onnx, or module:Class")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="records per batch")
-    workers: int = Field(1, ge=1, description="threads/processes of this stage per worker")
+    workers: int = Field(1, ge=1, description="threads of this stage per worker (start value)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments for the model's constructor"
+    )
 
 
 class PipelineSpec(_Strict):
     preprocess: str | None = Field(None, description="'module:function' run on each record")
     models: list[ModelStage] = Field(min_length=1)
     postprocess: str | None = Field(None, description="'module:function' run on each output")
+    sort_by_size: bool = Field(
+        True,
+        description="order a shard's records by payload size before batching (less padding);"
+        " the output keeps input order",
+    )
+    queue_batches: int = Field(DEFAULT_QUEUE_BATCHES, ge=1, description="stage queue bound")
+    prefetch_shards: int = Field(DEFAULT_PREFETCH_SHARDS, ge=0, description="shards read ahead")
+    adapt_threads: bool = Field(
+        True, description="move threads between stages by queue occupancy (intra-node elasticity)"
+    )
 
     _callables = field_validator("preprocess", "postprocess")(
         classmethod(lambda cls, v: _check_callable(v))
@@ -106,6 +133,9 @@ class WorkerSpec(_Strict):
     count: int | None = Field(None, ge=1)
     min: int | None = Field(None, ge=0)
     max: int | None = Field(None, ge=1)
+    cpus: float = Field(
+        1.0, gt=0, description="CPUs per worker: model runtime threads; Ray num_cpus per actor"
+    )
 
     @model_validator(mode="after")
     def _range(self) -> WorkerSpec:
@@ -126,6 +156,14 @@ class WorkerSpec(_Strict):
         return self.min, self.max
 
 
+class RaySpec(_Strict):
+    """How the ``ray`` backend reaches a cluster."""
+
+    address: str | None = Field(
+        None, description="Ray address; None: RAY_ADDRESS, else 'auto', else a local instance"
+    )
+
+
 class JobSpec(_Strict):
     input: InputSpec
     pipeline: PipelineSpec
@@ -133,10 +171,12 @@ class JobSpec(_Strict):
     shards: ShardSpec = ShardSpec(records=DEFAULT_SHARD_RECORDS)
     workers: WorkerSpec = WorkerSpec(count=1)
     backend: Literal["local", "ray"] = "local"
+    ray: RaySpec = RaySpec()
+    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, description="leases per shard")
     lease_s: float = Field(
         DEFAULT_LEASE_S,
         gt=0,
-        description="shard lease (s): must exceed one shard's processing time",
+        description="shard lease (s); workers renew it every lease_s/3 while they work",
     )
 
 

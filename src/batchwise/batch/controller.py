@@ -1,0 +1,65 @@
+"""Inter-node elasticity: how many workers a job should run now (a pure policy).
+
+The target is the backlog (no more workers than unsettled shards), capped by the
+CPUs the cluster can give the job (its own workers' CPUs plus free ones) and kept
+within the job's ``[min, max]``. Growth and shrinkage wait ``cooldown_s`` after the
+previous change so that a worker that just started (loading its model) is not
+mistaken for missing capacity. Time comes from ``ctx.now``.
+
+This is also what lets batch jobs soak up capacity that live services leave idle:
+when services take CPUs back, ``free_cpus`` falls and the job shrinks to fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+DEFAULT_SCALE_COOLDOWN_S = 5.0
+"""Minimum time (s) between two changes of the worker count."""
+DEFAULT_MIN_CPU_FRACTION = 0.5
+"""A worker is worth running when at least this share of its CPUs is free (noise margin)."""
+
+
+@dataclass(frozen=True)
+class ScaleContext:
+    now: float  # s, injected clock
+    backlog: int  # shards todo or leased
+    workers: int  # workers running (draining ones excluded)
+    min_workers: int
+    max_workers: int
+    free_cpus: float  # CPUs nobody uses now (the job's own workers' CPUs excluded)
+    cpus_per_worker: float
+
+
+@dataclass(frozen=True)
+class ScaleState:
+    target: int = -1  # the current target (-1: none yet)
+    last_change: float = float("-inf")
+
+
+@dataclass(frozen=True)
+class WorkerScaler:
+    cooldown_s: float = DEFAULT_SCALE_COOLDOWN_S
+    min_cpu_fraction: float = DEFAULT_MIN_CPU_FRACTION
+
+    def target(self, ctx: ScaleContext) -> int:
+        """The worker count wanted now, ignoring the cooldown."""
+        own = ctx.workers * ctx.cpus_per_worker
+        slots = (own + max(ctx.free_cpus, 0.0)) / ctx.cpus_per_worker
+        capacity = math.floor(slots + 1 - self.min_cpu_fraction + 1e-9)
+        want = min(ctx.backlog, capacity, ctx.max_workers)
+        return max(want, min(ctx.min_workers, ctx.max_workers))
+
+    def decide(self, ctx: ScaleContext, state: ScaleState) -> tuple[int, ScaleState]:
+        """Target worker count and the new state.
+
+        Workers that died are replaced up to the current target at once (the master
+        spawns up to it); only a change of the target itself waits for the cooldown.
+        """
+        want = self.target(ctx)
+        if state.target >= 0 and (
+            want == state.target or ctx.now - state.last_change < self.cooldown_s
+        ):
+            return state.target, state
+        return want, ScaleState(want, ctx.now)
