@@ -128,6 +128,9 @@ class Master:
                 for tmp in self.out_dir.glob(".part-*.tmp"):  # of workers killed mid-write
                     tmp.unlink(missing_ok=True)
                 return True
+            for owner in active:  # running ones exit by themselves; not-started ones go now
+                backend.drain(owner)
+                self._draining.add(owner)
             return False
         lo, hi = self.job.workers.bounds
         ctx = ScaleContext(self.clock.now(), backlog, len(active), lo, hi,
@@ -135,7 +138,7 @@ class Master:
         target, self._state = self.scaler.decide(ctx, self._state)
         for _ in range(target - len(active)):
             self._spawn()
-        for owner in sorted(active, reverse=True)[: max(0, len(active) - target)]:
+        for owner in active[target:]:  # the newest ones leave first
             backend.drain(owner)
             self._draining.add(owner)
         return False

@@ -1,0 +1,89 @@
+"""The Ray backend on a real multi-node Ray cluster (``ray.cluster_utils.Cluster``).
+
+Ray must never touch the network: these tests run only inside a network namespace
+that has nothing but loopback (``make test`` runs them under ``unshare --net``), with
+usage stats off, no dashboard and a temporary HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from batchwise.batch.master import Master
+from batchwise.batch.sinks import read_part
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+FIXTURES = Path(__file__).parent / "fixtures"
+N = 240
+
+
+def _loopback_only() -> bool:
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not _loopback_only():
+        pytest.skip("Ray tests run only in a loopback-only network namespace (see make test)")
+    home = tmp_path_factory.mktemp("home")
+    (home / "ray_bootstrap_config.yaml").write_text("")
+    saved = dict(os.environ)
+    os.environ.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0",
+                      RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
+    from ray.cluster_utils import Cluster
+
+    args = {"include_dashboard": False, "node_ip_address": "127.0.0.1"}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **args})
+    nodes = [c.add_node(num_cpus=1, **args) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    yield c, nodes, args
+    ray.shutdown()
+    c.shutdown()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def make_job(tmp_path: Path, address: str) -> Path:
+    shutil.copy(FIXTURES / "bw_test_models.py", tmp_path)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"v": i}) + "\n" for i in range(N)))
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "input: {kind: jsonl, path: in.jsonl}\n"
+        "pipeline: {models: [{name: m, model: 'bw_test_models:SlowDouble', batch_size: 5}]}\n"
+        "output: {path: out, format: parquet}\nshards: {records: 10}\n"
+        f"workers: {{count: 2}}\nbackend: ray\nray: {{address: '{address}'}}\nlease_s: 5\n"
+    )
+    return job
+
+
+def test_ray_job_survives_node_removal_exactly_once(cluster, tmp_path):
+    c, nodes, args = cluster
+    master = Master(make_job(tmp_path, c.address))
+    deadline = time.monotonic() + 180
+    removed = False
+    while not master.step():
+        assert time.monotonic() < deadline, "job did not finish"
+        committed = master.timeline[-1]["records"]
+        if not removed and committed >= 40:
+            c.remove_node(nodes[0])  # a node (with its worker actor) goes away mid-job
+            c.add_node(num_cpus=1, **args)  # capacity comes back elsewhere
+            removed = True
+        time.sleep(0.2)
+    master.backend.close()
+    report = master.report()
+    assert removed and report["worker_restarts"] >= 1
+    assert report["shards"]["committed"] == N // 10 and report["records"] == N
+    rows = [r for p in sorted(master.out_dir.glob("part-*.parquet")) for r in read_part(p)]
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == N  # exactly once
+    assert all(r["output"] == 2 * int(r["id"].split(":")[1]) for r in rows)
