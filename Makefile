@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo batch-example test lint bench bench-batch clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,7 +19,10 @@ demo: $(STAMP)
 
 # Ray must never touch the network: its tests run in a namespace with only loopback
 # (unshare: root, or unprivileged user namespaces); the PID namespace reaps its daemons.
-RAY_NS := unshare --net --pid --fork --map-root-user -- bash -c
+RAY_NS := unshare --net --pid --fork --mount-proc --map-root-user -- bash -c
+
+batch-example: $(STAMP)
+	$(BIN)/batchwise batch examples/batch/minilm-job.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -33,6 +36,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/planner_costs.py
 	$(BIN)/python bench/planning_time.py
+
+bench-batch: $(STAMP)
+	$(RAY_NS) 'ip link set lo up && exec $(BIN)/python bench/batch_throughput.py --records 4000 --repeats 3'
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -83,3 +83,9 @@ def test_parts_round_trip_arrays_dicts_and_mixed(tmp_path, fmt):
         expect = [json.loads(json.dumps(v.tolist() if hasattr(v, "tolist") else v))
                   for v in values]  # fmt: skip
         assert [r["output"] for r in rows] == expect and [r["id"] for r in rows] == ["r0", "r1"]
+
+
+def test_corrupt_parquet_file_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ConfigError, match=r"bad.parquet is not a readable Parquet file"):
+        plan_shards(InputSpec(kind="parquet", path="bad.parquet"), ShardSpec(), tmp_path)

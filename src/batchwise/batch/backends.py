@@ -30,7 +30,7 @@ class Backend(Protocol):
 
     def owners(self) -> list[str]: ...
     def free_cpus(self) -> float:
-        """CPUs the job could still take (its own workers' CPUs excluded)."""
+        """CPUs the job could still take beyond its workers' own; < 0: others need some back."""
         ...
 
     def kill_all(self) -> None: ...
@@ -97,7 +97,7 @@ class LocalBackend:
     def free_cpus(self) -> float:
         others = _busy_cpus_of_others([p.pid for p in self.procs.values()])
         mine = len(self.procs) * self.job.workers.cpus
-        return max(0.0, (os.cpu_count() or 1) - others - mine)
+        return (os.cpu_count() or 1) - others - mine  # < 0: other tenants need CPUs back
 
     def kill_all(self) -> None:
         for p in self.procs.values():

