@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from batchwise.batch.worker import FATAL_EXIT, fatal_path
 from batchwise.config.job import JobSpec
@@ -37,20 +37,45 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _busy_cpus_of_others(own_pids: list[int]) -> float:
-    """CPUs used by processes other than the job's workers over the last sample."""
-    try:
-        import psutil
-    except ImportError:
-        return 0.0
-    total = psutil.cpu_percent(interval=None) / 100 * (os.cpu_count() or 1)
-    own = 0.0
-    for pid in own_pids:
+class CpuMeter:
+    """CPUs busy outside the job's own workers, between two calls (psutil, if installed).
+
+    psutil's ``cpu_percent`` compares with the previous call on the *same* object, so the
+    per-process meters are kept from one call to the next.
+    """
+
+    def __init__(self) -> None:
+        self._procs: dict[int, Any] = {}
         try:
-            own += psutil.Process(pid).cpu_percent(interval=None) / 100
-        except psutil.Error:
-            continue
-    return max(0.0, total - own)
+            import psutil
+
+            self._psutil: Any = psutil
+            psutil.cpu_percent(interval=None)  # baseline
+        except ImportError:
+            self._psutil = None
+
+    def others(self, own_pids: list[int]) -> float:
+        ps = self._psutil
+        if ps is None:
+            return 0.0
+        total = ps.cpu_percent(interval=None) / 100 * (os.cpu_count() or 1)
+        own = 0.0
+        for pid in own_pids:
+            if pid not in self._procs:
+                try:
+                    self._procs[pid] = ps.Process(pid)
+                    self._procs[pid].cpu_percent(interval=None)  # baseline: counts from now
+                except ps.Error:
+                    continue
+                own += 1.0  # a worker just started: assume it is busy until measured
+                continue
+            try:
+                own += self._procs[pid].cpu_percent(interval=None) / 100
+            except ps.Error:
+                continue
+        for pid in set(self._procs) - set(own_pids):
+            del self._procs[pid]
+        return max(0.0, total - own)
 
 
 class LocalBackend:
@@ -59,6 +84,7 @@ class LocalBackend:
     def __init__(self, job: JobSpec, job_path: Path, journal: Path, out_dir: Path) -> None:
         self.job, self.job_path, self.journal, self.out_dir = job, job_path, journal, out_dir
         self.procs: dict[str, subprocess.Popen] = {}
+        self._meter = CpuMeter()
 
     def spawn(self, owner: str) -> None:
         cmd = [sys.executable, "-m", "batchwise.batch.worker", str(self.journal),
@@ -95,7 +121,8 @@ class LocalBackend:
         return list(self.procs)
 
     def free_cpus(self) -> float:
-        others = _busy_cpus_of_others([p.pid for p in self.procs.values()])
+        # The master's own CPU (planning, polling) belongs to the job, not to other tenants.
+        others = self._meter.others([os.getpid(), *(p.pid for p in self.procs.values())])
         mine = len(self.procs) * self.job.workers.cpus
         return (os.cpu_count() or 1) - others - mine  # < 0: other tenants need CPUs back
 

@@ -63,8 +63,9 @@ def plot_timeline(timeline: list[dict[str, float]], path: Path) -> Path:
     ax2.step(t, [p["workers"] for p in timeline], where="post", color="tab:orange",
              label="workers")  # fmt: skip
     ax2.set_ylabel("workers")
-    ax2.set_ylim(bottom=0)
-    fig.legend(loc="lower center", ncol=2, fontsize=8)
+    ax2.set_ylim(0, max(p["workers"] for p in timeline) + 1)
+    ax2.yaxis.get_major_locator().set_params(integer=True)
+    fig.legend(loc="upper right", bbox_to_anchor=(0.86, 0.93), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
