@@ -11,14 +11,10 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from batchwise.batch.controller import WorkerScaler
 from batchwise.batch.master import Master
 from batchwise.batch.sinks import read_part
 from batchwise.batch.worker import Worker, local_tables
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 class ThreadBackend:
@@ -61,11 +57,6 @@ class ThreadBackend:
     def close(self) -> None:
         for _, t in self.workers.values():
             t.join(10)
-
-
-@pytest.fixture(autouse=True)
-def _models_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
 
 
 def test_workers_grow_and_shrink_with_free_cpus_within_bounds(tmp_path):

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from batchwise.batch.master import Master
 
-FIXTURES = Path(__file__).parent / "fixtures"
 N = 300
-
-
-@pytest.fixture(autouse=True)
-def _importable_models(monkeypatch):
-    path = os.environ.get("PYTHONPATH", "")
-    monkeypatch.setenv("PYTHONPATH", f"{FIXTURES}{os.pathsep}{path}" if path else str(FIXTURES))
 
 
 def make_job(tmp_path: Path, model: str, workers: int = 2, records: int = 10) -> Path:

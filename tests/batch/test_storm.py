@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,14 +13,7 @@ from batchwise.batch.master import Master
 
 pytestmark = [pytest.mark.storm, pytest.mark.slow]
 
-FIXTURES = Path(__file__).parent / "fixtures"
 N = 800
-
-
-@pytest.fixture(autouse=True)
-def _importable_models(monkeypatch):
-    path = os.environ.get("PYTHONPATH", "")
-    monkeypatch.setenv("PYTHONPATH", f"{FIXTURES}{os.pathsep}{path}" if path else str(FIXTURES))
 
 
 def test_kill_storm_every_record_exactly_once(tmp_path):

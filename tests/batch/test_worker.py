@@ -16,13 +16,17 @@ from batchwise.batch.sinks import read_part
 from batchwise.batch.worker import Worker, local_tables
 from batchwise.config.job import JobSpec
 
-FIXTURES = Path(__file__).parent / "fixtures"
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.fixture(autouse=True)
-def _models_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
+def init_journal(job: JobSpec, base: Path) -> tuple[Path, Path]:
+    """Create the job's output folder and journal with its shards (what the master does)."""
+    out = Path(job.output.path)
+    out.mkdir()
+    table = ShardTable(out / "_journal.db")
+    table.add_shards(plan_shards(job.input, job.shards, base))
+    table.close()
+    return out, out / "_journal.db"
 
 
 def setup_job(tmp_path: Path, n: int, model: str, **extra) -> tuple[JobSpec, Path, Path]:
@@ -34,12 +38,7 @@ def setup_job(tmp_path: Path, n: int, model: str, **extra) -> tuple[JobSpec, Pat
         "shards": {"records": 10},
     } | extra
     job = JobSpec.model_validate(doc)
-    out = tmp_path / "out"
-    out.mkdir()
-    table = ShardTable(out / "_journal.db")
-    table.add_shards(plan_shards(job.input, job.shards, tmp_path))
-    table.close()
-    return job, out, out / "_journal.db"
+    return (job, *init_journal(job, tmp_path))
 
 
 def rows(out: Path) -> list[dict]:
@@ -86,12 +85,8 @@ def test_minilm_chain_real_model_embeddings(tmp_path):
         "output": {"path": str(tmp_path / "out"), "format": "parquet"},
         "shards": {"records": 5},
     })  # fmt: skip
-    out = tmp_path / "out"
-    out.mkdir()
-    table = ShardTable(out / "_journal.db")
-    table.add_shards(plan_shards(job.input, job.shards, tmp_path))
-    table.close()
-    Worker(job, tmp_path, out, "w1", local_tables(out / "_journal.db", 3), cpus=1).run()
+    out, journal = init_journal(job, tmp_path)
+    Worker(job, tmp_path, out, "w1", local_tables(journal, 3), cpus=1).run()
     got = rows(out)
     assert [r["id"] for r in got] == [f"in.jsonl:{i}" for i in range(12)]
     assert all(0 <= r["output"]["label"] < 4 and 0 < r["output"]["score"] <= 1 for r in got)
@@ -138,12 +133,8 @@ def test_s3_small_files_through_a_delaying_proxy(tmp_path):
                 "output": {"path": str(tmp_path / "out")},
                 "shards": {"records": 8},
             })  # fmt: skip
-            out = tmp_path / "out"
-            out.mkdir()
-            table = ShardTable(out / "_journal.db")
-            table.add_shards(plan_shards(job.input, job.shards, tmp_path))
-            table.close()
-            Worker(job, tmp_path, out, "w1", local_tables(out / "_journal.db", 3)).run()
+            out, journal = init_journal(job, tmp_path)
+            Worker(job, tmp_path, out, "w1", local_tables(journal, 3)).run()
             assert proxy.stats()["responses"] >= 30
     got = {r["id"]: r["output"] for r in rows(out)}
     assert got == {f"s3://corpus/r{i:03d}.txt": 2 * i for i in range(30)}
