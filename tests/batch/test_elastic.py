@@ -6,10 +6,11 @@ test), so capacity can be scripted while shards, leases and commits stay real.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
+
+from jobfiles import write_job
 
 from batchwise.batch.controller import WorkerScaler
 from batchwise.batch.master import Master
@@ -61,13 +62,8 @@ class ThreadBackend:
 
 def test_workers_grow_and_shrink_with_free_cpus_within_bounds(tmp_path):
     n = 900
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"v": i}) + "\n" for i in range(n)))
-    job = tmp_path / "job.yaml"
-    job.write_text(
-        "input: {kind: jsonl, path: in.jsonl}\n"
-        "pipeline: {models: [{name: m, model: 'bw_test_models:SlowDouble', batch_size: 5}]}\n"
-        "output: {path: out}\nshards: {records: 5}\nworkers: {min: 1, max: 3}\n"
-    )
+    settings = "shards: {records: 5}\nworkers: {min: 1, max: 3}\n"
+    job = write_job(tmp_path, n, "bw_test_models:SlowDouble", settings)
     backend = ThreadBackend(job)
     master = Master(job, backend=backend, scaler=WorkerScaler(cooldown_s=0.3))
     backend.master = master

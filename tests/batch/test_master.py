@@ -8,25 +8,16 @@ import signal
 import time
 from pathlib import Path
 
+from jobfiles import write_job
+
 from batchwise.batch.master import Master
 
 N = 300
 
 
 def make_job(tmp_path: Path, model: str, workers: int = 2, records: int = 10) -> Path:
-    with (tmp_path / "in.jsonl").open("w") as fh:
-        for i in range(N):
-            fh.write(json.dumps({"v": i}) + "\n")
-    job = tmp_path / "job.yaml"
-    job.write_text(
-        "input: {kind: jsonl, path: in.jsonl}\n"
-        f"pipeline: {{models: [{{name: m, model: '{model}', batch_size: 5}}]}}\n"
-        "output: {path: out}\n"
-        f"shards: {{records: {records}}}\n"
-        f"workers: {{count: {workers}}}\n"
-        "lease_s: 3\n"
-    )
-    return job
+    settings = f"shards: {{records: {records}}}\nworkers: {{count: {workers}}}\nlease_s: 3\n"
+    return write_job(tmp_path, N, model, settings)
 
 
 def outputs(out_dir: Path) -> list[dict]:

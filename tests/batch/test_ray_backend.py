@@ -7,7 +7,6 @@ usage stats off, no dashboard and a temporary HOME.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jobfiles import write_job
 
 from batchwise.batch.master import Master
 from batchwise.batch.sinks import read_part
@@ -55,15 +55,11 @@ def cluster(tmp_path_factory):
 
 def make_job(tmp_path: Path, address: str) -> Path:
     shutil.copy(FIXTURES / "bw_test_models.py", tmp_path)
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"v": i}) + "\n" for i in range(N)))
-    job = tmp_path / "job.yaml"
-    job.write_text(
-        "input: {kind: jsonl, path: in.jsonl}\n"
-        "pipeline: {models: [{name: m, model: 'bw_test_models:SlowDouble', batch_size: 5}]}\n"
-        "output: {path: out, format: parquet}\nshards: {records: 10}\n"
-        f"workers: {{count: 2}}\nbackend: ray\nray: {{address: '{address}'}}\nlease_s: 5\n"
+    settings = (
+        "shards: {records: 10}\nworkers: {count: 2}\nbackend: ray\n"
+        f"ray: {{address: '{address}'}}\nlease_s: 5\n"
     )
-    return job
+    return write_job(tmp_path, N, "bw_test_models:SlowDouble", settings, fmt="parquet")
 
 
 def test_ray_job_survives_node_removal_exactly_once(cluster, tmp_path):

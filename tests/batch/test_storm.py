@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import time
 
 import pytest
+from jobfiles import write_job
 
 from batchwise.batch.master import Master
 
@@ -17,14 +17,8 @@ N = 800
 
 
 def test_kill_storm_every_record_exactly_once(tmp_path):
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"v": i}) + "\n" for i in range(N)))
-    job = tmp_path / "job.yaml"
-    job.write_text(
-        "input: {kind: jsonl, path: in.jsonl}\n"
-        "pipeline: {models: [{name: m, model: 'bw_test_models:SlowDouble', batch_size: 5}]}\n"
-        "output: {path: out, format: parquet}\nshards: {records: 10}\n"
-        "workers: {count: 3}\nlease_s: 2\n"
-    )
+    settings = "shards: {records: 10}\nworkers: {count: 3}\nlease_s: 2\n"
+    job = write_job(tmp_path, N, "bw_test_models:SlowDouble", settings, fmt="parquet")
     rng = random.Random(11)
     worker_kills = master_kills = 0
     master = Master(job)
