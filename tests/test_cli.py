@@ -89,13 +89,19 @@ def test_bad_apps_file_is_one_line_and_exit_2(tmp_path):
         tmp_path / "an-apps-file-with-a-deliberately-long-name-for-wrapping.yaml",
         "model: VGG19\napps:\n  - name: a\n    slo: -0.5\n    rate: 1\n",
     )
-    out = run("plan", bad, "--json")
+    out = run("plan", bad)
     assert out.returncode == 2
     assert out.stdout == ""
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert lines[0] == f"error: {bad}:4: apps.0.slo: Input should be greater than 0 (got -0.5)"
+    # Under --json the same error is one JSON object on stdout, located.
+    out = run("plan", bad, "--json")
+    assert out.returncode == 2 and out.stderr == ""
+    doc = json.loads(out.stdout)
+    assert doc["file"] == str(bad) and doc["line"] == 4 and doc["field"] == "apps.0.slo"
+    assert doc["error"] == lines[0].removeprefix("error: ")
 
 
 def test_missing_file_and_unknown_model_exit_2(tmp_path):

@@ -1,14 +1,21 @@
 """The ``batchwise`` command: one sub-command per job.
 
 Every command that reports results has ``--json`` (one JSON object on stdout,
-fields documented in the README). User mistakes exit with status 2 and one
-clear message, never a traceback.
+fields documented in the README). :func:`main` is the one error boundary: a user
+mistake (:class:`BatchwiseError`) is one line on stderr — or a JSON error object on
+stdout under ``--json`` — with exit status 2; anything else is an internal error:
+one line naming the log file that holds the traceback, exit status 1 (``--debug``
+shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,12 +23,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from batchwise.config.apps import AppSpec, Workload, load_workload
-from batchwise.config.loader import load_model
+from batchwise.config.apps import AppSpec, Workload, load_workload, resolve_ref
+from batchwise.config.limits import MAX_DURATION_S, MIN_WINDOW_S
+from batchwise.config.loader import load_document, validate
 from batchwise.config.plan import Plan
-from batchwise.config.prices import load_prices
-from batchwise.config.profiles import get_profile, load_profiles
-from batchwise.errors import BatchwiseError
+from batchwise.config.prices import BUILTIN_PRICE_BOOKS, load_prices
+from batchwise.config.profiles import BUILTIN_PROFILE_SET, get_profile, load_profiles
+from batchwise.errors import BatchwiseError, ConfigError
+from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
 from batchwise.planner.compare import compare, rows_to_dicts
@@ -32,8 +41,12 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Plan, simulate and serve batched DNN inference at the lowest cost that meets every SLO.",
 )
-console = Console(width=None if sys.stdout.isatty() else 160)
+# Pipes get 160 columns (logs stay unwrapped) unless COLUMNS says otherwise.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err_console = Console(stderr=True, soft_wrap=True)  # errors stay on one line
+
+ERROR_LOG = Path(tempfile.gettempdir()) / "batchwise-error.log"
+"""Where an internal error's traceback goes (the one line on stderr names it)."""
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 AlgoOpt = Annotated[
@@ -44,15 +57,50 @@ EqOpt = Annotated[
 ]
 
 
+def _package_version() -> str:
+    try:
+        return version("batchwise")
+    except PackageNotFoundError:  # running from a source tree without metadata
+        return "unknown"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"batchwise {_package_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global_options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+    _debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an internal error.")
+    ] = False,
+) -> None:
+    """Plan, simulate and serve batched DNN inference at the lowest cost that meets every SLO."""
+
+
 def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
 def _options(eq_timeout: str) -> PlannerOptions:
     if eq_timeout not in ("eq5", "tightest"):
-        raise BatchwiseError(f"--eq-timeout must be 'eq5' or 'tightest', got {eq_timeout!r}")
+        raise ConfigError(f"must be 'eq5' or 'tightest', got {eq_timeout!r}", field="--eq-timeout")
     formula: EqTimeoutFormula = "eq5" if eq_timeout == "eq5" else "tightest"
     return PlannerOptions(eq_timeout=formula)
+
+
+def _positive(option: str, value: float, low: float, high: float) -> float:
+    """A finite number in [low, high] for a command-line option (NaN fails every test)."""
+    if not low <= value <= high:
+        raise ConfigError(f"must be a number in [{low:g}, {high:g}], got {value}", field=option)
+    return value
 
 
 def plan_json(p: Plan) -> dict[str, Any]:
@@ -67,9 +115,12 @@ def _make_plan(wl: Workload, algorithm: str, options: PlannerOptions) -> Plan:
     return p
 
 
+AppsArg = Annotated[str, typer.Argument(help="Apps file (YAML or JSON); '-' reads stdin.")]
+
+
 @app.command("plan")
 def plan_cmd(
-    apps_file: Annotated[Path, typer.Argument(help="Apps file (YAML or JSON).")],
+    apps_file: AppsArg,
     algorithm: AlgoOpt = DEFAULT_ALGORITHM,
     as_json: JsonOpt = False,
     output: Annotated[
@@ -78,11 +129,13 @@ def plan_cmd(
     eq_timeout: EqOpt = "eq5",
 ) -> None:
     """Group apps and pick functions, batch sizes and timeouts at minimum cost."""
-    wl = load_workload(apps_file)
-    p = _make_plan(wl, algorithm.value, _options(eq_timeout))
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(plan_json(p), indent=2) + "\n")
+        check_output_file(output, "--output")
+    options = _options(eq_timeout)
+    wl = load_workload(apps_file)
+    p = _make_plan(wl, algorithm.value, options)
+    if output is not None:
+        write_text(output, json.dumps(plan_json(p), indent=2) + "\n")
     if as_json:
         _emit_json(plan_json(p))
     else:
@@ -91,18 +144,27 @@ def plan_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    apps_file: Annotated[Path, typer.Argument(help="Apps file (YAML or JSON).")],
+    apps_file: AppsArg,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart here.")] = None,
     eq_timeout: EqOpt = "eq5",
 ) -> None:
-    """Run every planner on one workload and compare costs."""
+    """Run every planner on one workload and compare costs.
+
+    Exit status 2 when no planner finds a plan (the first planner's reason is shown).
+    """
+    if plot is not None:
+        check_output_file(plot, "--plot", ".png")
+    options = _options(eq_timeout)
     wl = load_workload(apps_file)
-    rows, _ = compare(list(wl.apps), wl.profile, wl.prices, options=_options(eq_timeout))
+    rows, _ = compare(list(wl.apps), wl.profile, wl.prices, options=options)
+    if all(r.cost_per_request is None for r in rows):
+        raise BatchwiseError(f"no planner found a plan: {rows[0].algorithm}: {rows[0].error}")
     if plot is not None:
         from batchwise.plots import plot_compare
 
-        plot_compare(rows, plot, f"{wl.profile.name}: {len(wl.apps)} apps ({wl.prices.name})")
+        title = f"{wl.profile.name}: {len(wl.apps)} apps, every planner ({wl.prices.name})"
+        plot_compare(rows, plot, title)
     if as_json:
         _emit_json(
             {
@@ -117,7 +179,7 @@ def compare_cmd(
     else:
         print_table(compare_table(rows, wl.prices.currency), console)
         if plot is not None:
-            console.print(f"plot written to {plot}")
+            console.print(f"plot written to {escape(str(plot))}")
 
 
 @app.command("models")
@@ -128,7 +190,8 @@ def models_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List the models of a profile set."""
-    ps = load_profiles(profiles)
+    ref = resolve_ref(profiles, Path.cwd(), [BUILTIN_PROFILE_SET], "profile set")
+    ps = load_profiles(ref)
     rows = [
         {
             "model": name,
@@ -142,19 +205,33 @@ def models_cmd(
     else:
         for r in rows:
             console.print(
-                f"{r['model']}: CPU batch ≤ {r['cpu_max_batch']}, GPU batch ≤ {r['gpu_max_batch']}"
+                f"{escape(r['model'])}: CPU batch ≤ {r['cpu_max_batch']}, "
+                f"GPU batch ≤ {r['gpu_max_batch']}"
             )
 
 
-def load_plan_context(path: Path) -> tuple[Plan, Any, Any, list[AppSpec]]:
-    """Load a plan JSON, or an apps file (planned with the default algorithm)."""
-    from batchwise.config.loader import read_document
+def load_plan_context(path: Path | str) -> tuple[Plan, Any, Any, list[AppSpec]]:
+    """Load a plan JSON (checked against its profile and price book), or an apps file.
 
-    data, _ = read_document(path)
+    The plan's ``profiles``/``prices`` files resolve against the plan file's folder.
+    """
+    from batchwise.planner.verify import verify_plan
+
+    data, lines, source = load_document(path)
     if isinstance(data, dict) and "groups" in data:
-        p = load_model(Plan, path)
-        profile = get_profile(load_profiles(p.profiles), p.model, f"{path}: model")
-        prices = load_prices(p.prices)
+        p = validate(Plan, data, source, lines)
+        base = Path(path).parent
+        try:
+            p_ref = resolve_ref(p.profiles, base, [BUILTIN_PROFILE_SET], "profile set")
+            profiles = load_profiles(p_ref)
+        except ConfigError as exc:
+            raise exc.within(_at(source, lines, "profiles")) from None
+        profile = get_profile(profiles, p.model, source, lines.get(("model",)))
+        try:
+            prices = load_prices(resolve_ref(p.prices, base, BUILTIN_PRICE_BOOKS, "price book"))
+        except ConfigError as exc:
+            raise exc.within(_at(source, lines, "prices")) from None
+        p = verify_plan(p, profile, prices, source, lines)
     else:
         wl = load_workload(path)
         p = _make_plan(wl, DEFAULT_ALGORITHM.value, PlannerOptions())
@@ -163,6 +240,11 @@ def load_plan_context(path: Path) -> tuple[Plan, Any, Any, list[AppSpec]]:
     slos = {a: s for g in p.groups for a, s in g.slos.items()}
     apps = [AppSpec(name=a, slo=slos[a], rate=r) for a, r in rates.items()]
     return p, profile, prices, apps
+
+
+def _at(source: str, lines: Any, field: str) -> str:
+    line = lines.get((field,))
+    return f"{source}:{line}: {field}" if line else f"{source}: {field}"
 
 
 SimTraceOpt = Annotated[
@@ -179,7 +261,9 @@ SimTraceOpt = Annotated[
 
 @app.command("simulate")
 def simulate_cmd(
-    plan_file: Annotated[Path, typer.Argument(help="Plan JSON (from 'plan -o'), or an apps file.")],
+    plan_file: Annotated[
+        str, typer.Argument(help="Plan JSON (from 'plan -o'), or an apps file; '-': stdin.")
+    ],
     trace: SimTraceOpt = None,
     duration: Annotated[
         float | None,
@@ -201,6 +285,13 @@ def simulate_cmd(
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies."""
     from batchwise.sim.runs import run_simulation
 
+    if duration is not None:
+        _positive("--duration", duration, 1e-3, MAX_DURATION_S)
+    _positive("--window", window, MIN_WINDOW_S, MAX_DURATION_S)
+    if seed < 0:
+        raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
+    if plot is not None:
+        check_output_file(plot, "--plot", ".png")
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -213,6 +304,7 @@ def simulate_cmd(
         replan_algorithm=algorithm.value if replan else None,
         window_s=window,
         plot=plot,
+        progress=None if as_json else err_console,
     )
     if as_json:
         _emit_json(out.to_dict())
@@ -233,9 +325,27 @@ def demo_cmd(
     """End to end: plan the VGG-19 example with every planner, simulate, plot."""
     from batchwise.demo import run_demo
 
+    check_output_dir(out, "--out")
+    _positive("--duration", duration, 1.0, MAX_DURATION_S)
     report = run_demo(out, duration, console if not as_json else None)
     if as_json:
         _emit_json(report)
+
+
+SCHEMAS = ("apps", "profile", "prices", "plan", "job")
+"""File kinds whose JSON Schema ``batchwise schema`` prints (batchwise.schemas.MODELS)."""
+
+
+@app.command("schema")
+def schema_cmd(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMAS)}.")],
+) -> None:
+    """Print the JSON Schema of a file kind (for editors and validators)."""
+    from batchwise.schemas import json_schema
+
+    if kind not in SCHEMAS:
+        raise ConfigError(f"unknown file kind {kind!r}; choose one of: {', '.join(SCHEMAS)}")
+    _emit_json(json_schema(kind))
 
 
 @app.command("batch")
@@ -289,19 +399,74 @@ def _print_batch_report(report: dict) -> None:
                   if report.get("plot") else ""))  # fmt: skip
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2.
+def _json_requested(args: list[str]) -> bool:
+    return "--json" in args
 
-    Typer runs in standalone mode, so it reports usage errors itself (exit 2) and
-    handles ``--help``, ``Exit`` and ``Abort``; only our own errors propagate here.
-    (Newer typer vendors click, so ``import click`` is not available to catch them.)
-    """
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    """One line naming the log that holds the traceback (or the traceback with --debug)."""
+    text = "".join(traceback.format_exception(exc))
+    if debug:
+        sys.stderr.write(text)
+        return 1
+    where = ERROR_LOG
     try:
-        app()
+        ERROR_LOG.write_text(text, encoding="utf-8")
+    except OSError:
+        where = Path(os.devnull)
+    err_console.print(
+        f"internal error: {type(exc).__name__}: {escape(str(exc)[:200])} — this is a bug; "
+        f"traceback in {where} (or re-run with --debug)",
+        highlight=False,
+        markup=False,
+    )
+    return 1
+
+
+def _user_error(exc: BatchwiseError, as_json: bool) -> int:
+    if as_json:
+        _emit_json(exc.to_dict())
+    else:
+        err_console.print(f"error: {exc}", highlight=False, markup=False, style="bold red")
+    return 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point and the one error boundary of the CLI.
+
+    Typer runs with ``standalone_mode=False`` so that usage errors reach this
+    function too (and can be JSON under ``--json``); ``--help`` and ``Exit`` come
+    back as a return code.
+    """
+    from typer._click.exceptions import ClickException  # typer vendors its click
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json, debug = _json_requested(args), "--debug" in args
+    try:
+        rc = app(args=args, prog_name="batchwise", standalone_mode=False)
     except BatchwiseError as exc:
-        # escape: a path such as ``apps[test].yaml`` is not rich markup.
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+        sys.exit(_user_error(exc, as_json))
+    except ClickException as exc:
+        if as_json:
+            _emit_json({"error": exc.format_message(), "file": None, "line": None, "field": None})
+        else:
+            _show_usage_error(exc)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err_console.print("interrupted", highlight=False, markup=False)
+        sys.exit(130)
+    except Exception as exc:  # the boundary: anything else is a bug, said in one line
+        sys.exit(_internal_error(exc, debug))
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _show_usage_error(exc: Exception) -> None:
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+    except Exception:  # formatting must never hide the error itself
+        sys.stderr.write(f"Error: {exc}\n")
 
 
 if __name__ == "__main__":

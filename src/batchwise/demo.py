@@ -15,6 +15,7 @@ from typing import Any
 from batchwise.config.apps import AppSpec
 from batchwise.config.prices import load_prices
 from batchwise.config.profiles import builtin_profiles
+from batchwise.outputs import check_output_dir, write_text
 from batchwise.planner import DEFAULT_ALGORITHM
 from batchwise.planner.compare import compare, rows_to_dicts
 from batchwise.plots import plot_compare
@@ -34,7 +35,7 @@ def run_demo(out: Path, duration_s: float, console: Any | None) -> dict[str, Any
     """Run the demo; print tables to ``console`` (if given); return the JSON report."""
     from batchwise.report import compare_table, plan_table, print_table
 
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, "--out")
     profile = builtin_profiles()["VGG19"]
     prices = load_prices(None)
     apps = list(DEMO_APPS)
@@ -42,7 +43,9 @@ def run_demo(out: Path, duration_s: float, console: Any | None) -> dict[str, Any
 
     say("[bold]1. Plan the VGG-19 example with every planner[/]")
     rows, plans = compare(apps, profile, prices)
-    compare_png = plot_compare(rows, out / "compare.png", "VGG-19, Table I apps")
+    compare_png = plot_compare(
+        rows, out / "compare.png", f"VGG-19, Table I apps: every planner ({prices.name})"
+    )
     if console is not None:
         print_table(compare_table(rows, prices.currency), console)
         print_table(plan_table(plans[DEFAULT_ALGORITHM.value]), console)
@@ -83,7 +86,7 @@ def run_demo(out: Path, duration_s: float, console: Any | None) -> dict[str, Any
     }
     import json
 
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

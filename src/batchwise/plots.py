@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from batchwise.outputs import save_figure
 from batchwise.planner.compare import CompareRow
 
 
@@ -25,7 +26,7 @@ def plot_compare(rows: Sequence[CompareRow], path: str | Path, title: str) -> Pa
         ax.annotate(
             f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=8
         )
-    ax.set_ylabel("cost per request (normalised to batch)")
+    ax.set_ylabel("cost per request (÷ BATCH's, same currency)")
     ax.set_title(title)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.tick_params(axis="x", rotation=30)
@@ -41,8 +42,7 @@ def plot_compare(rows: Sequence[CompareRow], path: str | Path, title: str) -> Pa
             color="tab:red",
         )
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -109,7 +109,7 @@ def test_unknown_profile_set_name():
 
 def test_get_profile(profiles):
     assert get_profile(profiles, "gpt-2") is profiles["GPT-2"]
-    with pytest.raises(ConfigError, match=r"^where: unknown model 'X'; known models: "):
+    with pytest.raises(ConfigError, match=r"^where: model: unknown model 'X'; known models: "):
         get_profile(profiles, "X", "where")
 
 

@@ -11,35 +11,44 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from batchwise.config.loader import read_document, validate
-from batchwise.config.prices import PriceBook, load_prices
-from batchwise.config.profiles import ModelProfile, get_profile, load_profiles
+from batchwise.config.base import StrictModel
+from batchwise.config.limits import MAX_APPS, MAX_RATE, MAX_SLO_S
+from batchwise.config.loader import STDIN, LineMap, load_document, validate
+from batchwise.config.prices import BUILTIN_PRICE_BOOKS, PriceBook, load_prices
+from batchwise.config.profiles import (
+    BUILTIN_PROFILE_SET,
+    ModelProfile,
+    get_profile,
+    load_profiles,
+)
 from batchwise.errors import ConfigError
 
 T = TypeVar("T")
 
 
-class AppSpec(BaseModel):
+APP_NAME_MAX = 200
+"""Longest app name (characters)."""
+
+
+class AppSpec(StrictModel):
     """One inference app: a latency SLO and a mean request rate."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, max_length=APP_NAME_MAX, description="unique app name")
+    slo: float = Field(
+        gt=0, le=MAX_SLO_S, description="latency SLO (seconds, end to end incl. batching wait)"
+    )
+    rate: float = Field(gt=0, le=MAX_RATE, description="mean request arrival rate (requests/s)")
 
-    name: str = Field(min_length=1, description="unique app name")
-    slo: float = Field(gt=0, description="latency SLO (seconds, end to end incl. batching wait)")
-    rate: float = Field(gt=0, description="mean request arrival rate (requests/s)")
 
-
-class AppsFile(BaseModel):
+class AppsFile(StrictModel):
     """The on-disk apps file."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, description="model name in the profile set")
     profiles: str | None = Field(
@@ -48,7 +57,7 @@ class AppsFile(BaseModel):
     prices: str | None = Field(
         None, description="built-in price book or file (default: alibaba-fc-2023)"
     )
-    apps: list[AppSpec] = Field(min_length=1)
+    apps: list[AppSpec] = Field(min_length=1, max_length=MAX_APPS)
 
     @field_validator("apps")
     @classmethod
@@ -72,38 +81,50 @@ class Workload:
     prices_ref: str = "alibaba-fc-2023"  # how the price book was named (for plans)
 
 
-def _resolve(ref: str | None, base: Path) -> str | None:
-    """Resolve a relative file reference against the apps file's folder."""
-    if ref is None:
-        return None
-    candidate = base / ref
-    return str(candidate) if candidate.exists() else ref
+def resolve_ref(ref: str | None, base: Path, builtins: Iterable[str], what: str) -> str | None:
+    """A built-in name as it is; a file path resolved against ``base``, made absolute.
+
+    Why absolute: the reference is copied into plans, which are read from other
+    folders; a path relative to wherever the planner happened to run breaks there.
+    """
+    if ref is None or ref in builtins:
+        return ref
+    path = (base / Path(ref).expanduser()).resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"{ref!r} is neither a built-in {what} ({', '.join(builtins)}) "
+            f"nor an existing file (looked for {path})"
+        )
+    return str(path)
 
 
 def _within(
-    path: Path, lines: dict, field: str, load: Callable[[str | None], T], ref: str | None
+    source: str, lines: LineMap, field: str, load: Callable[[str | None], T], ref: str | None
 ) -> T:
-    """Run ``load(ref)``; prefix any error with the apps file, line and field that named it."""
+    """Run ``load(ref)``; prefix any error with the file, line and field that named it."""
     try:
         return load(ref)
     except ConfigError as exc:
         line = lines.get((field,))
-        where = f"{path}:{line}" if line else str(path)
-        raise ConfigError(f"{where}: {exc}") from None
+        raise exc.within(f"{source}:{line}: {field}" if line else f"{source}: {field}") from None
 
 
 def load_workload(path: str | Path) -> Workload:
-    """Load an apps file and the profile and price book it names."""
-    p = Path(path)
-    data, lines = read_document(p)
-    if data is None:
-        raise ConfigError(f"{p}: file is empty")
-    spec = validate(AppsFile, data, str(p), lines)
-    profiles_ref = _resolve(spec.profiles, p.parent)
-    profiles = _within(p, lines, "profiles", load_profiles, profiles_ref)
-    line = lines.get(("model",))
-    where = f"{p}:{line}: model" if line else f"{p}: model"
-    profile = get_profile(profiles, spec.model, where)
-    prices_ref = _resolve(spec.prices, p.parent)
-    prices = _within(p, lines, "prices", load_prices, prices_ref)
+    """Load an apps file (``-``: stdin) and the profile and price book it names."""
+    data, lines, source = load_document(path)
+    spec = validate(AppsFile, data, source, lines)
+    base = Path.cwd() if str(path) == STDIN else Path(path).parent
+    profiles_ref = _within(
+        source, lines, "profiles",
+        lambda r: resolve_ref(r, base, [BUILTIN_PROFILE_SET], "profile set"),
+        spec.profiles,
+    )  # fmt: skip
+    profiles = _within(source, lines, "profiles", load_profiles, profiles_ref)
+    profile = get_profile(profiles, spec.model, source, lines.get(("model",)))
+    prices_ref = _within(
+        source, lines, "prices",
+        lambda r: resolve_ref(r, base, BUILTIN_PRICE_BOOKS, "price book"),
+        spec.prices,
+    )  # fmt: skip
+    prices = _within(source, lines, "prices", load_prices, prices_ref)
     return Workload(tuple(spec.apps), profile, prices, profiles_ref, prices_ref or prices.name)

@@ -20,8 +20,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from batchwise.config.base import StrictModel
 from batchwise.config.loader import load_model
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -39,6 +40,32 @@ DEFAULT_QUEUE_BATCHES = 8
 DEFAULT_PREFETCH_SHARDS = 1
 """Shards a worker leases and reads ahead of the one it computes."""
 
+# Limits: far above any real job, low enough that a typo cannot hang a machine or exhaust
+# its memory (a worker holds whole shards and queue_batches batches per stage in memory).
+# The README's "Batch inference" section lists them.
+MAX_BATCH_SIZE = 65_536
+"""Most records per model call."""
+MAX_STAGE_THREADS = 64
+"""Most threads per pipeline stage in one worker."""
+MAX_QUEUE_BATCHES = 1024
+"""Largest bound of a queue between two stages (batches)."""
+MAX_PREFETCH_SHARDS = 16
+"""Most shards a worker leases and reads ahead."""
+MAX_SHARD_RECORDS = 1_000_000
+"""Most records per shard (a worker holds a whole shard in memory)."""
+MAX_SHARD_BYTES = 1 << 30
+"""Largest shard by size (bytes, 1 GiB)."""
+MAX_WORKERS = 1024
+"""Most workers of one job."""
+MAX_WORKER_CPUS = 256.0
+"""Most CPUs per worker."""
+MAX_ATTEMPTS = 100
+"""Most leases per shard."""
+MIN_LEASE_S = 1.0
+"""Shortest lease (s): heartbeats renew every lease_s/3."""
+MAX_LEASE_S = 86_400.0
+"""Longest lease (s): one day; a dead worker's shard waits at most this long on another host."""
+
 
 def _check_callable(v: str | None) -> str | None:
     if v is not None and not _CALLABLE.match(v):
@@ -46,8 +73,7 @@ def _check_callable(v: str | None) -> str | None:
     return v
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel  # strict, finite, closed: see config.base
 
 
 class InputSpec(_Strict):
@@ -73,8 +99,12 @@ class ModelStage(_Strict):
 
     name: str = Field(min_length=1)
     model: str = Field(min_length=1, description="built-in name, path to .onnx, or module:Class")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="records per batch")
-    workers: int = Field(1, ge=1, description="threads of this stage per worker (start value)")
+    batch_size: int = Field(
+        DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="records per batch"
+    )
+    workers: int = Field(
+        1, ge=1, le=MAX_STAGE_THREADS, description="threads of this stage per worker (start value)"
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments for the model's constructor"
     )
@@ -89,8 +119,12 @@ class PipelineSpec(_Strict):
         description="order a shard's records by payload size before batching (less padding);"
         " the output keeps input order",
     )
-    queue_batches: int = Field(DEFAULT_QUEUE_BATCHES, ge=1, description="stage queue bound")
-    prefetch_shards: int = Field(DEFAULT_PREFETCH_SHARDS, ge=0, description="shards read ahead")
+    queue_batches: int = Field(
+        DEFAULT_QUEUE_BATCHES, ge=1, le=MAX_QUEUE_BATCHES, description="stage queue bound"
+    )
+    prefetch_shards: int = Field(
+        DEFAULT_PREFETCH_SHARDS, ge=0, le=MAX_PREFETCH_SHARDS, description="shards read ahead"
+    )
     adapt_threads: bool = Field(
         True, description="move threads between stages by queue occupancy (intra-node elasticity)"
     )
@@ -117,8 +151,8 @@ class OutputSpec(_Strict):
 class ShardSpec(_Strict):
     """Shard size: ``records`` per shard, or ``bytes`` (small files packed up to this size)."""
 
-    records: int | None = Field(None, ge=1)
-    bytes: int | None = Field(None, ge=1)
+    records: int | None = Field(None, ge=1, le=MAX_SHARD_RECORDS)
+    bytes: int | None = Field(None, ge=1, le=MAX_SHARD_BYTES)
 
     @model_validator(mode="after")
     def _one(self) -> ShardSpec:
@@ -130,11 +164,15 @@ class ShardSpec(_Strict):
 class WorkerSpec(_Strict):
     """Either a fixed ``count`` or an elastic range ``min``..``max``."""
 
-    count: int | None = Field(None, ge=1)
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=1)
+    count: int | None = Field(None, ge=1, le=MAX_WORKERS)
+    min: int | None = Field(None, ge=0, le=MAX_WORKERS)
+    max: int | None = Field(None, ge=1, le=MAX_WORKERS)
     cpus: float = Field(
-        1.0, gt=0, description="CPUs per worker: model runtime threads; Ray num_cpus per actor"
+        1.0,
+        gt=0,
+        le=MAX_WORKER_CPUS,
+        allow_inf_nan=False,
+        description="CPUs per worker: model runtime threads; Ray num_cpus per actor",
     )
 
     @model_validator(mode="after")
@@ -172,10 +210,14 @@ class JobSpec(_Strict):
     workers: WorkerSpec = WorkerSpec(count=1)
     backend: Literal["local", "ray"] = "local"
     ray: RaySpec = RaySpec()
-    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, description="leases per shard")
+    max_attempts: int = Field(
+        DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS, description="leases per shard"
+    )
     lease_s: float = Field(
         DEFAULT_LEASE_S,
-        gt=0,
+        ge=MIN_LEASE_S,
+        le=MAX_LEASE_S,
+        allow_inf_nan=False,
         description="shard lease (s); workers renew it every lease_s/3 while they work",
     )
 

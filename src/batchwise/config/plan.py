@@ -6,23 +6,35 @@ gateway. ``batchwise plan --json`` prints exactly this model.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from batchwise.config.base import StrictModel, StrictMutableModel
+from batchwise.config.limits import (
+    MAX_APPS,
+    MAX_BATCH,
+    MAX_GPU_MEMORY_GB,
+    MAX_RATE,
+    MAX_SLO_S,
+    MAX_VCPU,
+)
 
 
-class FunctionSpec(BaseModel):
+class FunctionSpec(StrictModel):
     """A function size: ``{"kind": "cpu", "vcpu": 1.6}`` or ``{"kind": "gpu", "gpu_memory_gb": 2}``.
 
     Both kinds also carry the vCPUs and host memory they are billed for.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     kind: Literal["cpu", "gpu"]
-    vcpu: float = Field(gt=0, description="vCPUs (GPU functions: host vCPUs, m/3 on FC)")
-    memory_gb: float = Field(gt=0, description="host memory billed (GB)")
-    gpu_memory_gb: int | None = Field(None, ge=1, description="GPU memory share m (GB); GPU only")
+    vcpu: float = Field(
+        gt=0, le=MAX_VCPU, description="vCPUs (GPU functions: host vCPUs, m/3 on FC)"
+    )
+    memory_gb: float = Field(gt=0, le=MAX_VCPU * 64, description="host memory billed (GB)")
+    gpu_memory_gb: int | None = Field(
+        None, ge=1, le=MAX_GPU_MEMORY_GB, description="GPU memory share m (GB); GPU only"
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> FunctionSpec:
@@ -31,17 +43,26 @@ class FunctionSpec(BaseModel):
         return self
 
 
-class GroupPlan(BaseModel):
-    """One group of apps served by one function configuration."""
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SLO_S)]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    apps: list[str] = Field(min_length=1, description="apps served, tightest SLO first")
-    rates: dict[str, float] = Field(description="request rate (req/s) this group takes of each app")
-    slos: dict[str, float] = Field(description="each app's SLO (s)")
+class GroupPlan(StrictModel):
+    """One group of apps served by one function configuration.
+
+    Invariant: ``rates``, ``slos`` and ``timeouts`` have exactly the keys of ``apps``.
+    """
+
+    apps: list[str] = Field(
+        min_length=1, max_length=MAX_APPS, description="apps served, tightest SLO first"
+    )
+    rates: dict[str, Rate] = Field(description="request rate (req/s) this group takes of each app")
+    slos: dict[str, Annotated[float, Field(gt=0, le=MAX_SLO_S)]] = Field(
+        description="each app's SLO (s)"
+    )
     function: FunctionSpec
-    batch_size: int = Field(ge=1, description="dispatch when this many requests wait")
-    timeouts: dict[str, float] = Field(
+    batch_size: int = Field(ge=1, le=MAX_BATCH, description="dispatch when this many requests wait")
+    timeouts: dict[str, Seconds] = Field(
         description="per app: dispatch when its oldest request has waited this long (s)"
     )
     cost_per_request: float = Field(ge=0, description="full-batch cost per request (Eq. 6)")
@@ -53,29 +74,57 @@ class GroupPlan(BaseModel):
     equivalent_timeout: float = Field(ge=0, description="T_eq of the group (s)")
     expected_batch_size: float = Field(ge=1, description="mean batch size under Poisson arrivals")
 
+    @model_validator(mode="after")
+    def _same_apps(self) -> GroupPlan:
+        if len(set(self.apps)) != len(self.apps):
+            raise ValueError(f"apps lists an app twice: {self.apps}")
+        want = set(self.apps)
+        for name in ("rates", "slos", "timeouts"):
+            have = set(getattr(self, name))
+            if have != want:
+                missing, extra = sorted(want - have), sorted(have - want)
+                what = f"no entry for {missing}" if missing else f"entries for other apps: {extra}"
+                raise ValueError(f"{name}: {what}")
+        return self
+
     @property
     def total_rate(self) -> float:
         return sum(self.rates.values())
 
 
-class Plan(BaseModel):
-    """A complete plan for a workload."""
+class Plan(StrictMutableModel):
+    """A complete plan for a workload.
 
-    model_config = ConfigDict(extra="forbid")
+    Invariant: an app split over several groups has the same SLO in each.
+    """
 
-    algorithm: str
-    model: str
+    algorithm: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200)
     profiles: str | None = Field(None, description="profile set the plan was made with")
     prices: str = Field(description="price book name")
     currency: str
-    cost_per_request: float = Field(description="rate-weighted full-batch cost per request")
-    expected_cost_per_request: float = Field(description="rate-weighted expected cost per request")
+    cost_per_request: float = Field(ge=0, description="rate-weighted full-batch cost per request")
+    expected_cost_per_request: float = Field(
+        ge=0, description="rate-weighted expected cost per request"
+    )
     planning_time_s: float = Field(ge=0)
     slo_violations_predicted: list[str] = Field(
         default_factory=list,
         description="apps whose timeout + max latency exceeds the SLO under the true latency model",
     )
-    groups: list[GroupPlan]
+    groups: list[GroupPlan] = Field(min_length=1, max_length=MAX_APPS)
+
+    @model_validator(mode="after")
+    def _one_slo_per_app(self) -> Plan:
+        seen: dict[str, float] = {}
+        for i, g in enumerate(self.groups):
+            for app, slo in g.slos.items():
+                if seen.setdefault(app, slo) != slo:
+                    raise ValueError(
+                        f"groups.{i}: app {app!r} has SLO {slo} here but {seen[app]} "
+                        "in an earlier group"
+                    )
+        return self
 
     def app_rates(self) -> dict[str, float]:
         out: dict[str, float] = {}

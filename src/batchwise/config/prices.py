@@ -16,20 +16,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from batchwise.config.base import StrictModel
+from batchwise.config.limits import MAX_GPU_MEMORY_GB, MAX_GRID_SIZES, MAX_VCPU
 from batchwise.config.loader import load_model
 from batchwise.errors import ConfigError
 
 DEFAULT_PRICE_BOOK = "alibaba-fc-2023"
 
 
-class PriceBook(BaseModel):
+class PriceBook(StrictModel):
     """Prices (per second of billed duration unless noted) and the platform's size limits."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     variant: Literal["fc", "paper"] = Field("fc", description="cost model family (label only)")
     currency: str = Field("CNY", description="currency of every price in this book")
     vcpu_per_s: float = Field(ge=0, description="price per vCPU-second")
@@ -46,13 +46,19 @@ class PriceBook(BaseModel):
         True, description="a GPU function also pays for its host vCPU and memory"
     )
     # Platform limits (Alibaba Function Compute, Nov 2023).
-    vcpu_min: float = Field(0.05, gt=0, description="smallest CPU function (vCPU)")
-    vcpu_max: float = Field(16.0, gt=0, description="largest CPU function (vCPU)")
+    vcpu_min: float = Field(0.05, gt=0, le=MAX_VCPU, description="smallest CPU function (vCPU)")
+    vcpu_max: float = Field(16.0, gt=0, le=MAX_VCPU, description="largest CPU function (vCPU)")
     vcpu_step: float = Field(0.05, gt=0, description="CPU function size step (vCPU)")
-    gpu_memory_gb_min: int = Field(1, ge=1, description="smallest GPU function (GB)")
-    gpu_memory_gb_max: int = Field(24, ge=1, description="largest GPU function (GB)")
+    gpu_memory_gb_min: int = Field(
+        1, ge=1, le=MAX_GPU_MEMORY_GB, description="smallest GPU function (GB)"
+    )
+    gpu_memory_gb_max: int = Field(
+        24, ge=1, le=MAX_GPU_MEMORY_GB, description="largest GPU function (GB)"
+    )
     gpu_vcpu_per_gb: float = Field(1 / 3, gt=0, description="host vCPU a GPU function gets per GB")
-    memory_rounding_mb: int = Field(64, ge=1, description="memory is sold in steps of this (MB)")
+    memory_rounding_mb: int = Field(
+        64, ge=1, le=1024 * 1024, description="memory is sold in steps of this (MB)"
+    )
     memory_per_vcpu_min_gb: float = Field(1.0, ge=0, description="memory:vCPU lower bound (GB)")
     memory_per_vcpu_max_gb: float = Field(4.0, gt=0, description="memory:vCPU upper bound (GB)")
 
@@ -64,6 +70,12 @@ class PriceBook(BaseModel):
             raise ValueError("gpu_memory_gb_min must not exceed gpu_memory_gb_max")
         if self.memory_per_vcpu_min_gb > self.memory_per_vcpu_max_gb:
             raise ValueError("memory_per_vcpu_min_gb must not exceed memory_per_vcpu_max_gb")
+        sizes = (self.vcpu_max - self.vcpu_min) / self.vcpu_step + 1
+        if sizes > MAX_GRID_SIZES:
+            raise ValueError(
+                f"vcpu_min..vcpu_max in steps of vcpu_step makes {sizes:,.0f} CPU sizes; "
+                f"the limit is {MAX_GRID_SIZES:,} (use a larger vcpu_step)"
+            )
         return self
 
 

@@ -12,33 +12,45 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from batchwise.config.loader import read_document, validate
+from batchwise.config.base import StrictModel, tuple_of
+from batchwise.config.limits import MAX_BATCH, MAX_GPU_MEMORY_GB
+from batchwise.config.loader import LineMap, load_document, validate
 from batchwise.errors import ConfigError
 
 BUILTIN_PROFILE_SET = "harmonybatch"
 """Name of the built-in profile set (VGG19, Bert, GPT-2, VideoMAE on an A10)."""
 
 Positive = Annotated[float, Field(gt=0)]
-ExpTriple = tuple[float, Positive, float]
+NonNegative = Annotated[float, Field(ge=0)]
+ExpTriple = tuple_of(tuple[NonNegative, Positive, NonNegative])
+"""[alpha >= 0, beta > 0, gamma >= 0]: latency falls with vCPUs towards gamma."""
+MAX_MEMORY_MB = 1024.0 * 1024
+"""Largest memory figure (MB) a profile may state: 1 TB."""
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel  # strict, finite, closed: see config.base
 
 
 class CpuProfile(_Strict):
     """CPU latency ``L(b, c) = alpha_b * exp(-c / beta_b) + gamma_b`` (seconds, c in vCPUs)."""
 
     avg: list[ExpTriple] = Field(
-        min_length=1, description="[alpha, beta, gamma] of the average latency, one per batch 1..B"
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="[alpha, beta, gamma] of the average latency, one per batch 1..B",
     )
     max: list[ExpTriple] = Field(
-        min_length=1, description="[alpha, beta, gamma] of the maximum latency, one per batch 1..B"
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="[alpha, beta, gamma] of the maximum latency, one per batch 1..B",
     )
-    memory_per_item_mb: float = Field(0.0, ge=0, description="a in the memory floor a*b + b0 (MB)")
-    memory_base_mb: float = Field(ge=0, description="b0 in the memory floor a*b + b0 (MB)")
+    memory_per_item_mb: float = Field(
+        0.0, ge=0, le=MAX_MEMORY_MB, description="a in the memory floor a*b + b0 (MB)"
+    )
+    memory_base_mb: float = Field(
+        ge=0, le=MAX_MEMORY_MB, description="b0 in the memory floor a*b + b0 (MB)"
+    )
 
     @model_validator(mode="after")
     def _same_length(self) -> CpuProfile:
@@ -46,6 +58,9 @@ class CpuProfile(_Strict):
             raise ValueError(
                 f"avg has {len(self.avg)} batch sizes but max has {len(self.max)}; they must match"
             )
+        for i, triple in enumerate((*self.avg, *self.max)):
+            if triple[0] + triple[2] <= 0:
+                raise ValueError(f"batch {i % len(self.avg) + 1}: alpha + gamma must be > 0")
         return self
 
     @property
@@ -56,25 +71,53 @@ class CpuProfile(_Strict):
 class GpuProfile(_Strict):
     """GPU latency at full GPU ``L0(b) = per_item_s * b + base_s``, time-sliced by memory share."""
 
-    per_item_s: float = Field(description="xi1: seconds per extra item in a batch at full GPU")
-    base_s: float = Field(description="xi2: fixed seconds per batch at full GPU")
+    per_item_s: float = Field(
+        ge=0, description="xi1: seconds per extra item in a batch at full GPU"
+    )
+    base_s: float = Field(
+        description="xi2: fixed seconds per batch at full GPU (may be < 0 if L0(1) > 0)"
+    )
     slice_s: Positive = Field(0.002, description="tau: time-slice length of the GPU sharer (s)")
-    total_memory_gb: int = Field(24, ge=1, description="M_max: memory of the whole GPU (GB)")
+    total_memory_gb: int = Field(
+        24, ge=1, le=MAX_GPU_MEMORY_GB, description="M_max: memory of the whole GPU (GB)"
+    )
     gpu_share: float = Field(
         1.0, ge=0, le=1, description="fraction of L0 that runs on the GPU (time-sliced)"
     )
     host_share: float = Field(
         0.0, ge=0, le=1, description="fraction of L0 that is host work, divided by min(vCPU, 1)"
     )
-    host_memory_mb: float = Field(512, gt=0, description="host memory a GPU function needs (MB)")
-    memory_steps: list[int] = Field(
+    host_memory_mb: float = Field(
+        512, gt=0, le=MAX_MEMORY_MB, description="host memory a GPU function needs (MB)"
+    )
+    memory_steps: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list,
+        max_length=MAX_GPU_MEMORY_GB,
         description="entry i: largest batch that fits in i+1 GB; larger batches need more",
     )
-    max_batch: int = Field(32, ge=1, description="largest batch size considered on a GPU")
+    max_batch: int = Field(
+        32, ge=1, le=MAX_BATCH, description="largest batch size considered on a GPU"
+    )
     max_latency_overhead: float = Field(
         1.2, ge=1, description="factor on the GPU part of L_max when the function has m < M_max"
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GpuProfile:
+        if self.per_item_s + self.base_s <= 0:
+            raise ValueError("per_item_s + base_s must be > 0 (a batch of one takes some time)")
+        steps = self.memory_steps
+        for i in range(1, len(steps)):
+            if steps[i] < steps[i - 1]:
+                raise ValueError(
+                    f"memory_steps must not decrease (entry {i + 1} is {steps[i]}, "
+                    f"entry {i} is {steps[i - 1]}): more memory holds at least as big a batch"
+                )
+        if len(steps) > self.total_memory_gb:
+            raise ValueError(
+                f"memory_steps has {len(steps)} entries but the GPU has {self.total_memory_gb} GB"
+            )
+        return self
 
     def min_memory_gb(self, batch: int) -> int:
         """Smallest GPU memory (GB) that holds a batch of ``batch`` items."""
@@ -87,7 +130,7 @@ class GpuProfile(_Strict):
 class ModelProfile(_Strict):
     """Latency profile of one model; at least one of ``cpu`` and ``gpu``."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     cpu: CpuProfile | None = None
     gpu: GpuProfile | None = None
 
@@ -101,7 +144,7 @@ class ModelProfile(_Strict):
 class ProfileSet(_Strict):
     """Our own profile file format: ``models: {NAME: {cpu: …, gpu: …}}``."""
 
-    models: dict[str, ModelProfile]
+    models: dict[str, ModelProfile] = Field(min_length=1)
 
 
 def _from_harmonybatch_entry(name: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -143,12 +186,12 @@ def _is_harmonybatch_format(data: Any) -> bool:
     )
 
 
-def parse_profiles(data: Any, source: str, lines: dict | None = None) -> dict[str, ModelProfile]:
+def parse_profiles(data: Any, source: str, lines: LineMap | None = None) -> dict[str, ModelProfile]:
     """Parse either format into ``{name: ModelProfile}``."""
     if _is_harmonybatch_format(data):
         try:
             converted = {n: _from_harmonybatch_entry(n, e) for n, e in data.items()}
-        except (KeyError, TypeError, ValueError, StopIteration) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, StopIteration) as exc:
             raise ConfigError(f"{source}: not a valid HarmonyBatch model.json ({exc!r})") from None
         return validate(ProfileSet, {"models": converted}, source).models
     if isinstance(data, dict) and isinstance(data.get("models"), dict):
@@ -174,17 +217,28 @@ def load_profiles(ref: str | Path | None) -> dict[str, ModelProfile]:
             f"profiles: {ref!r} is neither a built-in profile set "
             f"({BUILTIN_PROFILE_SET!r}) nor an existing file"
         )
-    data, lines = read_document(p)
-    return parse_profiles(data, str(p), lines)
+    data, lines, source = load_document(p)
+    return parse_profiles(data, source, lines)
 
 
 def get_profile(
-    profiles: dict[str, ModelProfile], name: str, source: str = "model"
+    profiles: dict[str, ModelProfile],
+    name: str,
+    file: str | None = None,
+    line: int | None = None,
 ) -> ModelProfile:
-    """Look a model up by name (case-insensitive), naming the choices if it is absent."""
+    """Look a model up by name (case-insensitive), naming the choices if it is absent.
+
+    ``file``/``line`` locate the ``model`` field that named it, for the error.
+    """
     if name in profiles:
         return profiles[name]
     folded = {k.lower(): v for k, v in profiles.items()}
     if name.lower() in folded:
         return folded[name.lower()]
-    raise ConfigError(f"{source}: unknown model {name!r}; known models: {', '.join(profiles)}")
+    raise ConfigError(
+        f"unknown model {name!r}; known models: {', '.join(profiles)}",
+        file=file,
+        line=line,
+        field="model",
+    )

@@ -21,7 +21,11 @@ from batchwise.config.plan import FunctionSpec, GroupPlan, Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.perf.cost import expected_batch_size, expected_cost_per_request
+from batchwise.perf.cost import (
+    expected_batch_size,
+    expected_cost_per_request,
+    full_batch_cost_per_request,
+)
 from batchwise.perf.functions import Function
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.timeout import EqTimeoutFormula
@@ -78,6 +82,25 @@ def function_spec(fn: Function) -> FunctionSpec:
     )
 
 
+def group_figures(
+    fn: Function, batch: int, total_rate: float, t_eq: float, lm: LatencyModel, prices: PriceBook
+) -> dict[str, float]:
+    """The predicted figures of a group plan (the ``GroupPlan`` fields they fill).
+
+    One place for them, so a plan made by a planner and a hand-edited plan checked
+    by :mod:`batchwise.planner.verify` are predicted the same way.
+    """
+    avgs = np.array([lm.avg(fn, n) for n in range(1, batch + 1)])
+    return {
+        "cost_per_request": full_batch_cost_per_request(fn, float(avgs[-1]), batch, prices),
+        "expected_cost_per_request": expected_cost_per_request(fn, avgs, total_rate, t_eq, prices),
+        "latency_avg": float(avgs[-1]),
+        "latency_max": lm.max(fn, batch),
+        "equivalent_timeout": t_eq,
+        "expected_batch_size": expected_batch_size(total_rate, t_eq, batch),
+    }
+
+
 def _group_plan(
     part: Part, table: ConfigTable, lm: LatencyModel, prices: PriceBook, formula: EqTimeoutFormula
 ) -> tuple[GroupPlan, list[str]]:
@@ -91,22 +114,24 @@ def _group_plan(
     t_eq = max(0.0, g.t0 - budget_lat)
     timeouts = {a.name: (max(0.0, a.slo - budget_lat) if b > 1 else 0.0) for a, _ in shares}
     violators = [a.name for a, _ in shares if timeouts[a.name] + true_max > a.slo + SLO_EPS_S]
-    avgs = np.array([lm.avg(fn, n) for n in range(1, b + 1)])
     gp = GroupPlan(
         apps=[a.name for a, _ in shares],
-        rates={a.name: r for a, r in shares},
+        rates={a.name: float(r) for a, r in shares},
         slos={a.name: a.slo for a, _ in shares},
         function=function_spec(fn),
         batch_size=b,
         timeouts=timeouts,
-        cost_per_request=float(table.cost[part.row]),
-        expected_cost_per_request=expected_cost_per_request(fn, avgs, g.rate, t_eq, prices),
-        latency_avg=float(table.lat_avg[part.row]),
-        latency_max=true_max,
-        equivalent_timeout=t_eq,
-        expected_batch_size=expected_batch_size(g.rate, t_eq, b),
+        **group_figures(fn, b, g.rate, t_eq, lm, prices),
     )
     return gp, violators
+
+
+def plan_costs(groups: Sequence[GroupPlan]) -> tuple[float, float]:
+    """Rate-weighted full-batch and expected cost per request of a plan."""
+    total = sum(g.total_rate for g in groups)
+    cost = sum(g.total_rate * g.cost_per_request for g in groups) / total
+    expected = sum(g.total_rate * g.expected_cost_per_request for g in groups) / total
+    return cost, expected
 
 
 def assemble_plan(
@@ -127,9 +152,7 @@ def assemble_plan(
         groups.append(gp)
         violators.extend(bad)
     groups.sort(key=lambda g: (min(g.slos.values()), g.apps[0]))
-    total = sum(g.total_rate for g in groups)
-    cost = sum(g.total_rate * g.cost_per_request for g in groups) / total
-    expected = sum(g.total_rate * g.expected_cost_per_request for g in groups) / total
+    cost, expected = plan_costs(groups)
     return Plan(
         algorithm=algorithm,
         model=profile.name,

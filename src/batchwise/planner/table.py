@@ -19,8 +19,10 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
+from batchwise.config.limits import MAX_TABLE_ROWS
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
+from batchwise.errors import ConfigError
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import (
     Function,
@@ -85,7 +87,23 @@ def build_table(
     ``deterministic=True`` budgets with L_avg as if latency never varied (the BATCH
     baseline's assumption); ``true_lat_max`` still holds the real L_max.
     """
+    _check_size(profile, prices, kinds)
     return _cached_table(profile.model_dump_json(), prices.model_dump_json(), kinds, deterministic)
+
+
+def _check_size(profile: ModelProfile, prices: PriceBook, kinds: tuple[str, ...]) -> None:
+    """Refuse a grid above MAX_TABLE_ROWS before enumerating it (it would take minutes)."""
+    rows = 0
+    if "cpu" in kinds and profile.cpu is not None:
+        rows += profile.cpu.max_batch * len(cpu_grid(prices))
+    if "gpu" in kinds and profile.gpu is not None:
+        rows += profile.gpu.max_batch * len(gpu_grid(profile, prices))
+    if rows > MAX_TABLE_ROWS:
+        raise ConfigError(
+            f"model {profile.name!r} with price book {prices.name!r} makes {rows:,} "
+            f"(function size, batch) configurations; the limit is {MAX_TABLE_ROWS:,} "
+            "(use a larger vcpu_step or profile fewer batch sizes)"
+        )
 
 
 @lru_cache(maxsize=TABLE_CACHE_SIZE)

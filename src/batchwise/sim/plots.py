@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from batchwise.outputs import save_figure
 from batchwise.sim.replan import AdaptiveResult
 
 
@@ -26,15 +27,17 @@ class HasLatencies(Protocol):
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(out, format="png", dpi=120)
-    return out
+    return save_figure(fig, path)
 
 
-def plot_latency_cdf(result: HasLatencies, slos: Mapping[str, float], path: str | Path) -> Path:
-    """One latency CDF per app, with a dashed vertical line at each app's SLO."""
+def plot_latency_cdf(
+    result: HasLatencies, slos: Mapping[str, float], path: str | Path, title: str = ""
+) -> Path:
+    """One latency CDF per app, with a dashed vertical line at each app's SLO.
+
+    ``title`` names what ran (planner, trace); it precedes the generic title.
+    """
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     for app, lat in sorted(result.latencies.items()):
@@ -48,14 +51,16 @@ def plot_latency_cdf(result: HasLatencies, slos: Mapping[str, float], path: str 
     ax.set_xlabel("request latency (s)")
     ax.set_ylabel("fraction of requests ≤ latency")
     ax.set_ylim(0, 1.02)
-    ax.set_title("Latency CDF per app (dashed: SLO)")
+    ax.set_title(f"{title}\nlatency CDF per app (dashed: SLO)" if title else "latency CDF")
     ax.grid(alpha=0.3)
     if result.latencies:
         ax.legend(loc="lower right")
     return _save(fig, path)
 
 
-def plot_adaptive(result: AdaptiveResult, path: str | Path) -> Path:
+def plot_adaptive(
+    result: AdaptiveResult, path: str | Path, title: str = "", currency: str = ""
+) -> Path:
     """Cost per request (measured and predicted) and SLO violation rate per window."""
     starts = np.array([w.start_s for w in result.windows]) / 60.0
     fig = Figure(figsize=(8, 6), layout="constrained")
@@ -67,8 +72,9 @@ def plot_adaptive(result: AdaptiveResult, path: str | Path) -> Path:
         linestyle="--",
         label="plan's prediction",
     )
-    ax_cost.set_ylabel("cost per request")
-    ax_cost.set_title(f"Re-planning every {result.window_s:g} s")
+    ax_cost.set_ylabel(f"cost per request ({currency})" if currency else "cost per request")
+    head = f"{title}: " if title else ""
+    ax_cost.set_title(f"{head}re-planning every {result.window_s:g} s")
     ax_cost.legend(loc="best")
     ax_cost.grid(alpha=0.3)
     ax_viol.plot(starts, [100 * w.slo_violation_rate for w in result.windows], marker=".")

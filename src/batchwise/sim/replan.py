@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from batchwise.config.apps import AppSpec
+from batchwise.config.limits import MAX_REPLAN_WINDOWS
 from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
@@ -117,7 +118,9 @@ class _Replanner:
         make_runner: Callable[[Plan], PlanRunner],
         window_s: float,
         route_rng: np.random.Generator,
+        on_window: Callable[[int, int], None] | None = None,
     ) -> None:
+        self._on_window = on_window  # (windows planned, windows in all): progress display
         self._env = env
         self._arrivals = arrivals
         self._apps = apps
@@ -157,6 +160,8 @@ class _Replanner:
         self._group_of[lo:hi] = runner.route(self._arrivals, lo, hi, self._route_rng)
         self.runners.append(runner)
         self.rates.append(rates)
+        if self._on_window is not None:
+            self._on_window(k + 1, self.n_windows)
         if k + 1 < self.n_windows:
             self._env.schedule((k + 1) * self._window_s, lambda: self._boundary(k + 1), URGENT)
 
@@ -200,6 +205,7 @@ def simulate_adaptive(
     prices: PriceBook,
     window_s: float = DEFAULT_REPLAN_WINDOW_S,
     seed: int = 0,
+    on_window: Callable[[int, int], None] | None = None,
 ) -> AdaptiveResult:
     """Serve ``trace`` while re-planning every ``window_s`` seconds from observed rates.
 
@@ -209,6 +215,12 @@ def simulate_adaptive(
     """
     if not window_s > 0:
         raise ValueError(f"window_s must be > 0, got {window_s}")
+    if not trace.duration_s / window_s <= MAX_REPLAN_WINDOWS:
+        raise ConfigError(
+            f"{trace.duration_s:g} s in windows of {window_s:g} s makes "
+            f"{trace.duration_s / window_s:,.0f} re-planning windows; the limit is "
+            f"{MAX_REPLAN_WINDOWS:,} (use a longer --window)"
+        )
     arrivals = MergedArrivals.from_trace(trace)
     missing = sorted(set(arrivals.present_apps()) - {a.name for a in apps})
     if missing:
@@ -222,7 +234,14 @@ def simulate_adaptive(
         return PlanRunner(env, plan, latency, prices, serve_seed.spawn(1)[0], log)
 
     rp = _Replanner(
-        env, arrivals, apps, planner, make_runner, window_s, np.random.default_rng(route_seed)
+        env,
+        arrivals,
+        apps,
+        planner,
+        make_runner,
+        window_s,
+        np.random.default_rng(route_seed),
+        on_window,
     )
     rp.start()
     env.run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,12 @@ def run_simulation(
     replan_algorithm: str | None = None,
     window_s: float = 60.0,
     plot: Path | None = None,
+    progress: Any | None = None,
 ) -> SimulationReport:
-    """Simulate ``plan`` on the trace; with ``replan_algorithm`` also the adaptive run."""
+    """Simulate ``plan`` on the trace; with ``replan_algorithm`` also the adaptive run.
+
+    ``progress``: a rich console on which a re-planning run shows a progress bar.
+    """
     rates = {a.name: a.rate for a in apps}
     trace = build_trace(trace_specs, rates, seed, duration_s)
     static = simulate(plan, trace, profile, prices, seed=seed)
@@ -66,13 +72,38 @@ def run_simulation(
         def planner(current: list[AppSpec]) -> Plan:
             return make_plan(current, profile, prices, replan_algorithm)
 
-        adaptive = simulate_adaptive(trace, apps, planner, profile, prices, window_s, seed)
+        with _window_progress(progress) as on_window:
+            adaptive = simulate_adaptive(
+                trace, apps, planner, profile, prices, window_s, seed, on_window
+            )
     plots: list[str] = []
     if plot is not None:
         from batchwise.sim.plots import plot_adaptive, plot_latency_cdf
 
-        plots.append(str(plot_latency_cdf(static, plan_slos(plan), plot)))
+        what = f"{plan.algorithm} plan for {plan.model}, trace {' '.join(trace_specs)}"
+        plots.append(str(plot_latency_cdf(static, plan_slos(plan), plot, what)))
         if adaptive is not None:
             path = plot.with_name(plot.stem + "-replan" + plot.suffix)
-            plots.append(str(plot_adaptive(adaptive, path)))
+            what = f"{replan_algorithm} on {plan.model}, trace {' '.join(trace_specs)}"
+            plots.append(str(plot_adaptive(adaptive, path, what, prices.currency)))
     return SimulationReport(static, adaptive, list(trace_specs), plots)
+
+
+@contextmanager
+def _window_progress(console: Any | None) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar over re-planning windows on ``console`` (None: no display)."""
+    if console is None or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "re-planning windows", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("windows", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batchwise.config.loader import read_text
 from batchwise.errors import ConfigError
 
 BUILTIN_MINUTE_TRACES: tuple[str, ...] = ("app1", "app2", "app3", "app4")
@@ -35,15 +36,8 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def _read_text(path: str | Path) -> tuple[Path, str]:
-    p = Path(path)
-    try:
-        return p, p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, expected a file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read file ({exc})") from None
+    text, _ = read_text(path)  # the config loader's size limit and error messages
+    return Path(path), text
 
 
 def _number(token: str, where: str, what: str) -> float:

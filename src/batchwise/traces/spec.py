@@ -42,6 +42,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from batchwise.config.limits import MAX_DURATION_S, MAX_SIM_REQUESTS
 from batchwise.errors import ConfigError
 from batchwise.traces import sources
 from batchwise.traces.base import ArrivalTrace
@@ -207,8 +208,10 @@ def _check_inputs(rates: Mapping[str, float], seed: int, duration_s: float | Non
     for app, rate in rates.items():
         if not (math.isfinite(rate) and rate >= 0):
             raise ConfigError(f"planned rate of app {app!r} must be finite and >= 0, got {rate}")
-    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
-        raise ConfigError(f"trace duration_s must be a finite number > 0, got {duration_s}")
+    if duration_s is not None and not (0 < duration_s <= MAX_DURATION_S):
+        raise ConfigError(
+            f"duration must be a number in (0, {MAX_DURATION_S:g}] s, got {duration_s}"
+        )
 
 
 def build_trace(
@@ -229,20 +232,41 @@ def build_trace(
         used = {spec.text for spec in assignment.values()}
         lengths = [s.length_s for t, s in shapes.items() if s is not None and t in used]
         duration_s = max(lengths, default=DEFAULT_POISSON_DURATION_S)
+        _check_inputs(rates, seed, duration_s)
 
-    parts: list[ArrivalTrace] = []
+    plans: list[tuple[str, TraceSpec, _Shape | None, float]] = []
     for app, spec in assignment.items():
         shape = shapes[spec.text]
-        if shape is None:
-            parts.append(sources.poisson({app: rates[app]}, duration_s, seed))
-            continue
         scale = 1.0
-        if spec.app is None:
+        if shape is not None and spec.app is None:
             if shape.mean_rate == 0 and rates[app] > 0:
                 raise ConfigError(
                     f"trace spec {spec.text!r}: source has no requests, "
                     f"cannot rescale it to app {app!r}'s planned rate"
                 )
             scale = rates[app] / shape.mean_rate if rates[app] > 0 else 0.0
-        parts.append(_drive(app, shape, scale, seed, duration_s, rotate=spec.app is None))
+        plans.append((app, spec, shape, scale))
+    _check_size(plans, rates, duration_s)
+    parts: list[ArrivalTrace] = []
+    for app, spec, shape, scale in plans:
+        if shape is None:
+            parts.append(sources.poisson({app: rates[app]}, duration_s, seed))
+        else:
+            parts.append(_drive(app, shape, scale, seed, duration_s, rotate=spec.app is None))
     return ArrivalTrace(sources.merge(parts).arrivals, float(duration_s))
+
+
+def _check_size(
+    plans: Sequence[tuple[str, TraceSpec, _Shape | None, float]],
+    rates: Mapping[str, float],
+    duration_s: float,
+) -> None:
+    """Refuse, before generating anything, a trace expected to exceed MAX_SIM_REQUESTS."""
+    expected = 0.0
+    for app, _, shape, scale in plans:
+        expected += (rates[app] if shape is None else shape.mean_rate * scale) * duration_s
+    if not expected <= MAX_SIM_REQUESTS:
+        raise ConfigError(
+            f"the traces would generate about {expected:.3g} requests in {duration_s:g} s; "
+            f"the limit is {MAX_SIM_REQUESTS:,} (shorten --duration or lower the rates)"
+        )
