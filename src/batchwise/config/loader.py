@@ -11,6 +11,7 @@ composed lazily from the same text, since JSON's structure is YAML's.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,20 @@ PathKey = tuple[str | int, ...]
 STDIN = "-"
 """A path of ``-`` reads the document from standard input."""
 
-_YamlLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loader that reads ``1e12`` and ``1e-05`` as floats, as YAML 1.2 and JSON do.
+
+    YAML 1.1 (PyYAML) requires a dot in a float, so ``rate: 1e3`` would be the
+    string ``"1e3"`` — which strict validation then refuses. Users write exponents.
+    """
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class LineMap:
@@ -175,6 +189,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_CONSTANT = re.compile(r'(?<![\w"])(-?Infinity|NaN)(?![\w"])')
+"""A bare NaN/Infinity token in JSON text (to find its line; strings rarely hold one)."""
+
+
 def _reject_constant(name: str) -> float:
     raise _JsonProblem(f"{name} is not a finite number")
 
@@ -201,6 +219,10 @@ def parse_json(text: str, source: str) -> tuple[Any, LineMap]:
     except RecursionError:
         raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", file=source) from None
     except _JsonProblem as exc:
+        constant = _CONSTANT.search(text)
+        if "duplicate" not in str(exc) and constant is not None:
+            line = text.count("\n", 0, constant.start()) + 1
+            raise ConfigError(str(exc), file=source, line=line) from None
         if "duplicate" in str(exc):  # the YAML composer knows where it is
             try:
                 root = yaml.compose(text, Loader=_YamlLoader)
@@ -249,9 +271,9 @@ def read_document(path: str | Path) -> tuple[Any, LineMap]:
     return parse_yaml(text, source)
 
 
-def _problem(err: Any, source: str, lines: LineMap | dict) -> tuple[str, int | None, str]:
+def _problem(err: Any, source: str, lines: LineMap | dict) -> tuple[str, int | None, str | None]:
     loc = tuple(err["loc"])
-    field = ".".join(str(x) for x in loc) or "(top level)"
+    field = ".".join(str(x) for x in loc) or None
     line = None
     probe = loc
     while probe and line is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from batchwise.config.base import StrictModel, StrictMutableModel
 from batchwise.config.limits import (
@@ -74,18 +74,25 @@ class GroupPlan(StrictModel):
     equivalent_timeout: float = Field(ge=0, description="T_eq of the group (s)")
     expected_batch_size: float = Field(ge=1, description="mean batch size under Poisson arrivals")
 
-    @model_validator(mode="after")
-    def _same_apps(self) -> GroupPlan:
-        if len(set(self.apps)) != len(self.apps):
-            raise ValueError(f"apps lists an app twice: {self.apps}")
-        want = set(self.apps)
-        for name in ("rates", "slos", "timeouts"):
-            have = set(getattr(self, name))
-            if have != want:
-                missing, extra = sorted(want - have), sorted(have - want)
-                what = f"no entry for {missing}" if missing else f"entries for other apps: {extra}"
-                raise ValueError(f"{name}: {what}")
-        return self
+    @field_validator("apps")
+    @classmethod
+    def _unique_apps(cls, apps: list[str]) -> list[str]:
+        if len(set(apps)) != len(apps):
+            raise ValueError(f"lists an app twice: {apps}")
+        return apps
+
+    @field_validator("rates", "slos", "timeouts")
+    @classmethod
+    def _keys_are_the_apps(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        if "apps" not in info.data:  # apps itself was invalid; that error is reported
+            return value
+        want, have = set(info.data["apps"]), set(value)
+        if have != want:
+            missing, extra = sorted(want - have), sorted(have - want)
+            raise ValueError(
+                f"no entry for {missing}" if missing else f"entries for apps not in apps: {extra}"
+            )
+        return value
 
     @property
     def total_rate(self) -> float:

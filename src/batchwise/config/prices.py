@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from batchwise.config.base import StrictModel
 from batchwise.config.limits import MAX_GPU_MEMORY_GB, MAX_GRID_SIZES, MAX_VCPU
@@ -70,13 +70,20 @@ class PriceBook(StrictModel):
             raise ValueError("gpu_memory_gb_min must not exceed gpu_memory_gb_max")
         if self.memory_per_vcpu_min_gb > self.memory_per_vcpu_max_gb:
             raise ValueError("memory_per_vcpu_min_gb must not exceed memory_per_vcpu_max_gb")
-        sizes = (self.vcpu_max - self.vcpu_min) / self.vcpu_step + 1
-        if sizes > MAX_GRID_SIZES:
-            raise ValueError(
-                f"vcpu_min..vcpu_max in steps of vcpu_step makes {sizes:,.0f} CPU sizes; "
-                f"the limit is {MAX_GRID_SIZES:,} (use a larger vcpu_step)"
-            )
         return self
+
+    @field_validator("vcpu_step")
+    @classmethod
+    def _grid_size(cls, step: float, info: ValidationInfo) -> float:
+        low, high = info.data.get("vcpu_min"), info.data.get("vcpu_max")
+        if low is not None and high is not None:
+            sizes = (high - low) / step + 1
+            if sizes > MAX_GRID_SIZES:
+                raise ValueError(
+                    f"vcpu_min..vcpu_max in steps of {step:g} makes {sizes:,.0f} CPU sizes; "
+                    f"the limit is {MAX_GRID_SIZES:,} (use a larger vcpu_step)"
+                )
+        return step
 
 
 BUILTIN_PRICE_BOOKS: dict[str, PriceBook] = {

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from batchwise.config.base import StrictModel, tuple_of
 from batchwise.config.limits import MAX_BATCH, MAX_GPU_MEMORY_GB
@@ -102,22 +102,27 @@ class GpuProfile(_Strict):
         1.2, ge=1, description="factor on the GPU part of L_max when the function has m < M_max"
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> GpuProfile:
-        if self.per_item_s + self.base_s <= 0:
+    @field_validator("base_s")
+    @classmethod
+    def _positive_l0(cls, base_s: float, info: ValidationInfo) -> float:
+        per_item = info.data.get("per_item_s")
+        if per_item is not None and per_item + base_s <= 0:
             raise ValueError("per_item_s + base_s must be > 0 (a batch of one takes some time)")
-        steps = self.memory_steps
+        return base_s
+
+    @field_validator("memory_steps")
+    @classmethod
+    def _steps(cls, steps: list[int], info: ValidationInfo) -> list[int]:
         for i in range(1, len(steps)):
             if steps[i] < steps[i - 1]:
                 raise ValueError(
-                    f"memory_steps must not decrease (entry {i + 1} is {steps[i]}, "
-                    f"entry {i} is {steps[i - 1]}): more memory holds at least as big a batch"
+                    f"must not decrease (entry {i + 1} is {steps[i]}, entry {i} is "
+                    f"{steps[i - 1]}): more memory holds at least as big a batch"
                 )
-        if len(steps) > self.total_memory_gb:
-            raise ValueError(
-                f"memory_steps has {len(steps)} entries but the GPU has {self.total_memory_gb} GB"
-            )
-        return self
+        total = info.data.get("total_memory_gb")
+        if total is not None and len(steps) > total:
+            raise ValueError(f"has {len(steps)} entries but the GPU has {total} GB")
+        return steps
 
     def min_memory_gb(self, batch: int) -> int:
         """Smallest GPU memory (GB) that holds a batch of ``batch`` items."""
