@@ -15,6 +15,8 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
@@ -103,6 +105,20 @@ def _positive(option: str, value: float, low: float, high: float) -> float:
     return value
 
 
+@contextmanager
+def _status(text: str, apps: int) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while planning many apps (terminals only; silent in pipes)."""
+    if apps < STATUS_MIN_APPS or not err_console.is_terminal:
+        yield lambda _msg: None
+        return
+    with err_console.status(text) as status:
+        yield lambda msg: status.update(f"{text}: {msg}")
+
+
+STATUS_MIN_APPS = 200
+"""Plans of at least this many apps show a spinner (they take seconds)."""
+
+
 def plan_json(p: Plan) -> dict[str, Any]:
     """The documented ``plan --json`` shape (CPU functions omit ``gpu_memory_gb``)."""
     return p.model_dump(mode="json", exclude_none=True)
@@ -133,7 +149,8 @@ def plan_cmd(
         check_output_file(output, "--output")
     options = _options(eq_timeout)
     wl = load_workload(apps_file)
-    p = _make_plan(wl, algorithm.value, options)
+    with _status(f"planning {len(wl.apps)} apps with {algorithm.value}", len(wl.apps)):
+        p = _make_plan(wl, algorithm.value, options)
     if output is not None:
         write_text(output, json.dumps(plan_json(p), indent=2) + "\n")
     if as_json:
@@ -157,7 +174,8 @@ def compare_cmd(
         check_output_file(plot, "--plot", ".png")
     options = _options(eq_timeout)
     wl = load_workload(apps_file)
-    rows, _ = compare(list(wl.apps), wl.profile, wl.prices, options=options)
+    with _status(f"comparing planners on {len(wl.apps)} apps", len(wl.apps)) as say:
+        rows, _ = compare(list(wl.apps), wl.profile, wl.prices, options=options, on_planner=say)
     if all(r.cost_per_request is None for r in rows):
         raise BatchwiseError(f"no planner found a plan: {rows[0].algorithm}: {rows[0].error}")
     if plot is not None:
@@ -355,37 +373,69 @@ def batch_cmd(
         Path | None, typer.Argument(help="With 'status': the job's output dir.")
     ] = None,
     as_json: JsonOpt = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh", help="Delete the output dir's journal and outputs first; start over."
+        ),
+    ] = False,
 ) -> None:
     """Run a batch-inference job (resumes from its journal), or show a job's status.
 
-    Exit status 3 when records or shards were quarantined (listed in the report).
+    Exit status 0 done; 2 a bad job file, input or output, a job that cannot start,
+    another job's journal (status: the job failed); 3 done with quarantined records or
+    shards; 130/143 stopped by SIGINT/SIGTERM (re-run the same command to resume).
     """
+    from batchwise.batch.errors import JobStopped
     from batchwise.batch.progress import job_status, run_job
 
+    usage = "batchwise batch JOB.yaml [--json] [--fresh] | batchwise batch status DIR [--json]"
     if target == "status":
         if output_dir is None:
-            raise BatchwiseError("usage: batchwise batch status OUTPUT_DIR")
+            raise BatchwiseError(f"batch status: which output directory? usage: {usage}")
+        if fresh:
+            raise BatchwiseError(f"--fresh starts a job over; not with 'status' (usage: {usage})")
         report = job_status(output_dir)
     else:
-        report = run_job(Path(target), None if as_json else console)
+        if output_dir is not None:
+            raise BatchwiseError(f"unexpected argument {str(output_dir)!r} (usage: {usage})")
+        try:
+            report = run_job(Path(target), None if as_json else console, fresh=fresh)
+        except JobStopped as exc:
+            if as_json:
+                _emit_json({"error": str(exc), "file": None, "line": None, "field": None})
+            else:
+                err_console.print(str(exc), highlight=False, markup=False)
+            raise typer.Exit(exc.exit_code) from None
     if as_json:
         _emit_json(report)
     else:
         _print_batch_report(report)
+    if report.get("state") == "failed":
+        raise typer.Exit(2)
     if report["shards"]["quarantined"] or report["bad_records"]:
         raise typer.Exit(3)
 
 
 def _print_batch_report(report: dict) -> None:
     shards = report["shards"]
+    if report.get("state") not in (None, "finished"):
+        why = f": {report['reason']}" if report.get("reason") else ""
+        console.print(f"[bold]job {report['state']}[/]{escape(why)}")
+    if report.get("inputs_added"):
+        console.print(f"{report['inputs_added']} input file(s) new since the job started: "
+                      "processed as new shards")  # fmt: skip
     line = (
         f"shards: {shards['committed']} committed, {shards['quarantined']} quarantined, "
         f"{shards['todo'] + shards['leased']} left · records: {report['records']}"
     )
+    if report.get("runs", 0) > 1:
+        line += f" (all {report['runs']} runs)"
     if "elapsed_s" in report:
         line += (
-            f" in {report['elapsed_s']:.1f} s ({report['records_per_s']:.0f}/s), "
-            f"worker restarts: {report['worker_restarts']}"
+            f" · this run: {report['records_this_run']} in {report['elapsed_s']:.1f} s "
+            f"({report['records_per_s']:.0f}/s), worker restarts: "
+            f"{report['worker_restarts_this_run']}"
         )
     console.print(line)
     for q in report["quarantined"]:

@@ -232,3 +232,12 @@ def test_feasibility_checker_catches_tampering(tamper, vgg19, prices_fc, table1_
     p.groups[gpu] = p.groups[gpu].model_copy(update=tamper(p.groups[gpu]))
     with pytest.raises(AssertionError):
         check_plan_feasible(p, table1_apps, vgg19, prices_fc)
+
+
+def test_planners_with_fast_growing_search_refuse_too_many_apps(vgg19, prices_fc):
+    apps = make_apps(501, 0, "VGG19")
+    with pytest.raises(PlanningError, match="'mbs' plans at most 500 apps"):
+        plan(apps, vgg19, prices_fc, "mbs")
+    rows, plans = compare(apps, vgg19, prices_fc, ["dp", "mbs"])
+    assert rows[1].error == "skipped: more than 500 apps" and "mbs" not in plans
+    assert rows[0].cost_per_request is not None

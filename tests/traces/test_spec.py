@@ -248,7 +248,7 @@ def test_empty_source_cannot_be_rescaled(tmp_path: Path) -> None:
         ({"a": 1.0}, 0.0, "duration must be"),
         ({"a": 1.0}, float("inf"), "duration must be"),
         ({"a": 1.0}, float("nan"), "duration must be"),
-        ({"a": 1e6}, 1e6, "the limit is 20,000,000"),
+        ({"a": 1e6}, 1e6, "the limit is 10,000,000"),
     ],
 )
 def test_bad_rates_and_duration(

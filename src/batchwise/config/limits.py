@@ -31,7 +31,7 @@ MAX_GRID_SIZES = 100_000
 """Most CPU function sizes a price book may define ((vcpu_max - vcpu_min) / vcpu_step)."""
 MAX_TABLE_ROWS = 1_000_000
 """Most (function, batch) configurations a planner may enumerate."""
-MAX_SIM_REQUESTS = 20_000_000
+MAX_SIM_REQUESTS = 10_000_000
 """Most requests one simulation may generate (expected rate x duration)."""
 MAX_DURATION_S = 30 * 86_400.0
 """Longest simulated duration (s): 30 days."""

@@ -210,6 +210,7 @@ class TablePlanner(ABC):
     name: str = ""
     kinds: tuple[str, ...] = ALL_KINDS  # function kinds this planner may use
     deterministic: bool = False  # budget with L_avg instead of L_max (BATCH)
+    max_apps: int | None = None  # refuse more apps than this (search cost grows too fast)
 
     def plan(
         self,
@@ -219,6 +220,11 @@ class TablePlanner(ABC):
         options: PlannerOptions = DEFAULT_OPTIONS,
     ) -> Plan:
         check_apps(apps)
+        if self.max_apps is not None and len(apps) > self.max_apps:
+            raise PlanningError(
+                f"{self.name!r} plans at most {self.max_apps} apps (its search grows "
+                f"too fast), got {len(apps)}; use 'dp'"
+            )
         watch = Stopwatch()
         table = build_table(profile, prices, self.kinds, deterministic=self.deterministic)
         if len(table) == 0:

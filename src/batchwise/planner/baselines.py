@@ -74,6 +74,7 @@ class MBSPlanner(TablePlanner):
     """MBS+: even rate split into k groups, best k, CPU or GPU per group."""
 
     name = "mbs"
+    max_apps = 500  # tries every k = 1..n splits: quadratic, 500 apps take ~5 s
 
     def partition(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from batchwise.config.apps import AppSpec
@@ -10,7 +10,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
-from batchwise.planner import EXACT_MAX_APPS, Algorithm, PlannerOptions, plan
+from batchwise.planner import Algorithm, PlannerOptions, get_planner, plan
 
 BASELINE_ALGORITHM = Algorithm.BATCH
 """Costs are normalised to this planner, as in the paper's Table I."""
@@ -35,15 +35,19 @@ def compare(
     prices: PriceBook,
     algorithms: Sequence[str] | None = None,
     options: PlannerOptions | None = None,
+    on_planner: Callable[[str], None] | None = None,
 ) -> tuple[list[CompareRow], dict[str, Plan]]:
-    """Plan with each algorithm; ``exact`` is skipped above its size limit."""
+    """Plan with each algorithm; one above its ``max_apps`` is skipped (row says so)."""
     names = list(algorithms) if algorithms else [a.value for a in Algorithm]
     plans: dict[str, Plan] = {}
     errors: dict[str, str] = {}
     for name in names:
-        if name == Algorithm.EXACT.value and len(apps) > EXACT_MAX_APPS:
-            errors[name] = f"skipped: more than {EXACT_MAX_APPS} apps"
+        limit = getattr(get_planner(name), "max_apps", None)
+        if limit is not None and len(apps) > limit:
+            errors[name] = f"skipped: more than {limit} apps"
             continue
+        if on_planner is not None:
+            on_planner(name)  # progress display: which planner runs now
         try:
             plans[name] = plan(apps, profile, prices, name, options)
         except PlanningError as exc:

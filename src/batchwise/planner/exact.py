@@ -29,6 +29,7 @@ EXACT_MAX_APPS = 12
 
 class ExactPlanner(TablePlanner):
     name = "exact"
+    max_apps = EXACT_MAX_APPS  # 2^n subsets
 
     def partition(
         self,
@@ -39,8 +40,6 @@ class ExactPlanner(TablePlanner):
         options: PlannerOptions,
     ) -> list[Part]:
         n = len(apps)
-        if n > EXACT_MAX_APPS:
-            raise PlanningError(f"'exact' handles at most {EXACT_MAX_APPS} apps, got {n}")
         raise_if_hopeless(apps, table)
         full = (1 << n) - 1
         cost = np.full(full + 1, np.inf)
