@@ -7,6 +7,7 @@ and is safe to call from any thread or test.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +32,11 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def _title(what: str, plot: str) -> str:
+    """``what`` (planner, model, trace) wrapped to the figure's width, then the plot's name."""
+    return "\n".join([*textwrap.wrap(what, 90), plot]) if what else plot
+
+
 def plot_latency_cdf(
     result: HasLatencies, slos: Mapping[str, float], path: str | Path, title: str = ""
 ) -> Path:
@@ -51,7 +57,7 @@ def plot_latency_cdf(
     ax.set_xlabel("request latency (s)")
     ax.set_ylabel("fraction of requests ≤ latency")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{title}\nlatency CDF per app (dashed: SLO)" if title else "latency CDF")
+    ax.set_title(_title(title, "latency CDF per app (dashed: SLO)"), fontsize=10)
     ax.grid(alpha=0.3)
     if result.latencies:
         ax.legend(loc="lower right")
@@ -73,8 +79,7 @@ def plot_adaptive(
         label="plan's prediction",
     )
     ax_cost.set_ylabel(f"cost per request ({currency})" if currency else "cost per request")
-    head = f"{title}: " if title else ""
-    ax_cost.set_title(f"{head}re-planning every {result.window_s:g} s")
+    ax_cost.set_title(_title(title, f"re-planning every {result.window_s:g} s"), fontsize=10)
     ax_cost.legend(loc="best")
     ax_cost.grid(alpha=0.3)
     ax_viol.plot(starts, [100 * w.slo_violation_rate for w in result.windows], marker=".")

@@ -80,11 +80,11 @@ def run_simulation(
     if plot is not None:
         from batchwise.sim.plots import plot_adaptive, plot_latency_cdf
 
-        what = f"{plan.algorithm} plan for {plan.model}, trace {' '.join(trace_specs)}"
+        what = f"{plan.algorithm} plan for {plan.model}; trace: {' '.join(trace_specs)}"
         plots.append(str(plot_latency_cdf(static, plan_slos(plan), plot, what)))
         if adaptive is not None:
             path = plot.with_name(plot.stem + "-replan" + plot.suffix)
-            what = f"{replan_algorithm} on {plan.model}, trace {' '.join(trace_specs)}"
+            what = f"{replan_algorithm} re-planning {plan.model}; trace: {' '.join(trace_specs)}"
             plots.append(str(plot_adaptive(adaptive, path, what, prices.currency)))
     return SimulationReport(static, adaptive, list(trace_specs), plots)
 
