@@ -200,6 +200,22 @@ def raise_if_hopeless(apps: Sequence[AppSpec], table: ConfigTable) -> None:
         )
 
 
+def _empty_table_reason(profile: ModelProfile, prices: PriceBook, kinds: Sequence[str]) -> str:
+    """Why no configuration exists: no profile of the kinds asked for, or none fits."""
+    have = [k for k in kinds if getattr(profile, k) is not None]
+    if not have:
+        return f"model {profile.name!r} has no {'/'.join(kinds)} profile"
+    why = {
+        "cpu": f"CPU memory floor above {prices.memory_per_vcpu_max_gb:g} GB per vCPU x "
+        f"{prices.vcpu_max:g} vCPU",
+        "gpu": "GPU host memory or memory_steps beyond what the GPU sizes hold",
+    }
+    return (
+        f"model {profile.name!r}: no function that price book {prices.name!r} sells can "
+        f"hold it ({'; '.join(why[k] for k in have)})"
+    )
+
+
 class TablePlanner(ABC):
     """Template for planners that choose a partition over the configuration table.
 
@@ -228,7 +244,7 @@ class TablePlanner(ABC):
         watch = Stopwatch()
         table = build_table(profile, prices, self.kinds, deterministic=self.deterministic)
         if len(table) == 0:
-            raise PlanningError(f"model {profile.name!r} has no {'/'.join(self.kinds)} profile")
+            raise PlanningError(_empty_table_reason(profile, prices, self.kinds))
         parts = self.partition(list(apps), table, profile, prices, options)
         return assemble_plan(self.name, parts, table, profile, prices, options, watch)
 
