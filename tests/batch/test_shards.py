@@ -123,3 +123,104 @@ def test_concurrent_processes_never_lease_the_same_shard(tmp_path):
         p.join(timeout=60)
     ids = [i for g in got for i in g]
     assert sorted(ids) == list(range(1, 201))  # each shard exactly once, none lost
+
+
+def test_a_worker_death_uses_up_the_attempt_and_the_last_attempt_is_guarded(table):
+    first = table.lease("w1", 0.0, LEASE_S)
+    table.lease("w1", 0.0, LEASE_S)  # read ahead: the death uses up its attempt too
+    assert not first.last and not first.guarded
+    assert table.worker_died("w1", "killed by SIGSEGV", 1.0) == [(1, "todo"), (2, "todo")]
+    again = table.lease("w2", 1.0, LEASE_S)  # retried at once, no backoff
+    assert again.shard_id == 1 and again.attempt == 2
+    assert again.last and again.guarded  # max_attempts is 2 here
+    assert table.quarantined() == []
+
+
+def test_a_guarded_death_names_its_record_which_is_quarantined_on_the_second(table):
+    table.lease("w1", 0.0, LEASE_S)
+    table.worker_died("w1", "exit status 70", 0.0)  # attempt 1 of 2: the next is guarded
+    lease = table.lease("w2", 0.0, LEASE_S)
+    assert lease.guarded and lease.suspects == () and lease.killers == ()
+    assert table.mark(lease, "record", "f0.txt:3")
+    table.worker_died("w2", "exit status 70", 1.0)
+    lease = table.lease("w3", 1.0, LEASE_S)
+    assert lease.suspects == ("f0.txt:3",)  # computed first, alone
+    assert table.mark(lease, "record", "f0.txt:3")
+    table.worker_died("w3", "killed by SIGKILL", 2.0)
+    lease = table.lease("w4", 2.0, LEASE_S)
+    why = "died 2 times computing this record alone (last: killed by SIGKILL)"
+    assert lease.killers == (("f0.txt:3", why),) and lease.suspects == ()
+    assert table.bad_records() == [{"shard": lease.shard_id, "record": "f0.txt:3",
+                                    "error": f"worker: {why}"}]  # fmt: skip
+    assert table.quarantined() == []  # the shard itself goes on
+
+
+def test_a_survivor_is_no_suspect_and_deaths_while_waiting_are_free(table):
+    table.lease("w1", 0.0, LEASE_S)
+    table.worker_died("w1", "x", 0.0)
+    lease = table.lease("w2", 0.0, LEASE_S)
+    assert lease.attempt == 2 and lease.guarded
+    table.mark(lease, "record", "a")
+    table.worker_died("w2", "x", 0.0)
+    lease = table.lease("w3", 0.0, LEASE_S)
+    assert table.mark(lease, "record", "b", done="a")  # "a" computed alone and survived
+    assert table.mark(lease, "wait")
+    table.worker_died("w3", "x", 0.0)  # waiting for other shards: not this shard's death
+    lease = table.lease("w4", 0.0, LEASE_S)
+    assert lease.suspects == () and lease.attempt == 3  # neither death used up an attempt
+    assert table._db.execute("SELECT deaths FROM shards WHERE id=1").fetchone() == (1,)
+
+
+def test_workers_dying_without_naming_a_record_quarantine_the_shard(table):
+    for i in range(2 + 1):  # max_attempts 2: the third such death gives up
+        lease = table.lease("w", 0.0, LEASE_S)
+        if lease.guarded:
+            table.mark(lease, "read")
+        table.worker_died("w", f"killed by SIGKILL #{i + 1}", 0.0)
+    (q,) = table.quarantined()
+    assert q["shard"] == 1 and q["error"] == (
+        "its workers died 3 times holding it (last: killed by SIGKILL #3)"
+    )
+
+
+def test_a_new_master_hands_back_every_lease_and_forgets_old_backoffs(table):
+    held = table.lease("w1", 1e6, LEASE_S)  # written with another host's clock
+    failed = table.lease("w1", 1e6, LEASE_S)
+    table.fail(failed, "flaky", 1e6)  # backoff until 1e6 + 0.5 on that clock
+    assert table.expire_leases() == 1
+    got = [table.lease("w2", 3.0, LEASE_S) for _ in range(3)]  # our clock reads 3 s
+    assert [g.shard_id for g in got] == [1, 2, 3]
+    assert got[0].attempt == held.attempt  # handed back: no attempt used
+
+
+def test_the_retry_policy_is_stored_in_the_journal(tmp_path):
+    path = tmp_path / "journal.db"
+    ShardTable(path, RetryPolicy(max_attempts=1)).close()
+    reader = ShardTable(path, create=False)  # a worker, the coordinator, batch status
+    assert reader.retry.max_attempts == 1
+    reader.add_shards([{"i": 1}])
+    assert reader.lease("w", 0.0, LEASE_S).last  # the job's rule, not a default
+    reader.close()
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "not a journal"])
+def test_a_damaged_journal_is_a_clear_error(tmp_path, damage):
+    import os
+    import sqlite3
+
+    from batchwise.batch.errors import JournalError
+
+    path = tmp_path / "journal.db"
+    if damage == "random":
+        path.write_bytes(os.urandom(8192))
+    elif damage == "not a journal":
+        sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    else:
+        t = ShardTable(path)
+        t.add_shards({"files": [f"f{i}" * 50]} for i in range(3000))
+        t._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        t.close()
+        with path.open("r+b") as fh:
+            fh.truncate(path.stat().st_size // 2)
+    with pytest.raises(JournalError, match=r"journal\.db: not a readable batch journal"):
+        ShardTable(path, create=damage != "not a journal", check=True)
