@@ -401,11 +401,10 @@ def batch_cmd(
             raise BatchwiseError(f"unexpected argument {str(output_dir)!r} (usage: {usage})")
         try:
             report = run_job(Path(target), None if as_json else console, fresh=fresh)
-        except JobStopped as exc:
+        except JobStopped as exc:  # one line on stderr (and the error object under --json)
             if as_json:
                 _emit_json({"error": str(exc), "file": None, "line": None, "field": None})
-            else:
-                err_console.print(str(exc), highlight=False, markup=False)
+            err_console.print(str(exc), highlight=False, markup=False)
             raise typer.Exit(exc.exit_code) from None
     if as_json:
         _emit_json(report)

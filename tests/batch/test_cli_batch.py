@@ -44,15 +44,15 @@ def test_batch_run_status_and_quarantine_exit_code(tmp_path):
     assert report["shards"] == {"todo": 0, "leased": 0, "committed": 4, "quarantined": 0}
     assert report["bad_records"] == 1 and report["records"] == 39
     (bad,) = report["quarantined_records"]
-    assert bad["record"] == "in.jsonl:13" and "poisoned record 13" in bad["error"]
+    assert bad["record"] == "in.jsonl:14" and "poisoned record 13" in bad["error"]  # row 14
     status = json.loads(run("batch", "status", "out", "--json", cwd=d).stdout)
     assert status["shards"] == report["shards"] and status["bad_records"] == 1
     ids = [json.loads(line)["id"] for p in (d / "out").glob("part-*.jsonl")
            for line in p.read_text().splitlines()]  # fmt: skip
-    assert len(ids) == len(set(ids)) == 39 and "in.jsonl:13" not in ids
+    assert len(ids) == len(set(ids)) == 39 and "in.jsonl:14" not in ids
     assert (d / "out" / "_report.json").exists() and (d / "out" / "_throughput.png").exists()
     human = run("batch", "status", "out", cwd=d)
-    assert human.returncode == 3 and "in.jsonl:13" in human.stdout
+    assert human.returncode == 3 and "in.jsonl:14" in human.stdout
 
 
 def test_corrupt_record_is_quarantined_not_dropped(tmp_path):
@@ -63,8 +63,8 @@ def test_corrupt_record_is_quarantined_not_dropped(tmp_path):
     report = json.loads(run("batch", "job.yaml", "--json", cwd=d).stdout)
     assert report["records"] == 18  # record 13 is poisoned for the model as well
     bad = {r["record"]: r["error"] for r in report["quarantined_records"]}
-    assert sorted(bad) == ["in.jsonl:13", "in.jsonl:5"]
-    assert bad["in.jsonl:5"].startswith("read: not JSON")
+    assert sorted(bad) == ["in.jsonl:14", "in.jsonl:6"]  # rows count from 1
+    assert bad["in.jsonl:6"].startswith("read: not JSON")
 
 
 def test_empty_input_and_unwritable_output_are_clear_errors(tmp_path):
@@ -95,3 +95,35 @@ def test_batch_bad_job_file_is_one_clear_error(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("batch", "status", "nowhere", cwd=tmp_path)
     assert r.returncode == 2 and "no batch journal" in r.stderr
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    return r.stderr
+
+
+def test_usage_mistakes_and_missing_code_stop_before_anything_starts(tmp_path):
+    d = job_dir(tmp_path, 10)
+    assert "unexpected argument 'EXTRA'" in one_line_error(run("batch", "job.yaml", "EXTRA", cwd=d))
+    assert "which output directory" in one_line_error(run("batch", "status", cwd=d))
+    text = (d / "job.yaml").read_text()
+    (d / "job.yaml").write_text(text.replace("path: in.jsonl}", "path: in.jsonl, "
+                                             "reader: 'nosuch.io:load'}"))  # fmt: skip
+    err = one_line_error(run("batch", "job.yaml", cwd=d))
+    assert "job.yaml:1: input.reader: cannot import 'nosuch.io:load'" in err
+    assert not (d / "out").exists()  # found in the master: no worker, no journal, no output
+
+
+def test_corrupt_journal_and_another_jobs_journal_are_one_line_errors(tmp_path):
+    d = job_dir(tmp_path, 10)
+    (d / "out").mkdir()
+    (d / "out" / "_journal.db").write_bytes(bytes(range(256)) * 16)
+    err = one_line_error(run("batch", "status", "out", cwd=d))
+    assert "_journal.db: not a readable batch journal" in err
+    assert "_journal.db: not a readable batch journal" in one_line_error(run("batch", "job.yaml",
+                                                                             cwd=d))  # fmt: skip
+    assert run("batch", "job.yaml", "--fresh", cwd=d).returncode == 0  # starts over
+    (d / "job.yaml").write_text((d / "job.yaml").read_text().replace("records: 10", "records: 5"))
+    err = one_line_error(run("batch", "job.yaml", cwd=d))
+    assert "belongs to a different job (shards.records: 10 then, 5 now)" in err and "--fresh" in err

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jobfiles import write_job
 
+from batchwise.batch.backends import WorkerExit
 from batchwise.batch.controller import WorkerScaler
 from batchwise.batch.master import Master
 from batchwise.batch.sinks import read_part
@@ -30,8 +31,7 @@ class ThreadBackend:
     def spawn(self, owner: str) -> None:
         m = self.master
         assert m is not None
-        w = Worker(m.job, self.job_path.parent, m.out_dir, owner,
-                   local_tables(m.journal, m.job.max_attempts))  # fmt: skip
+        w = Worker(m.job, self.job_path.parent, m.out_dir, owner, local_tables(m.journal))
         t = threading.Thread(target=w.run, daemon=True)
         t.start()
         self.workers[owner] = (w, t)
@@ -40,7 +40,7 @@ class ThreadBackend:
         ended = [o for o, (_, t) in self.workers.items() if not t.is_alive()]
         for o in ended:
             del self.workers[o]
-        return [(o, None) for o in ended]
+        return [WorkerExit(o) for o in ended]
 
     def drain(self, owner: str) -> None:
         self.workers[owner][0].draining.set()
@@ -82,4 +82,4 @@ def test_workers_grow_and_shrink_with_free_cpus_within_bounds(tmp_path):
     assert phase["small"] and max(phase["small"]) == 1  # drained down to what is free
     assert phase["back"] and max(phase["back"]) == 2  # and grown again
     rows = [r for p in sorted(master.out_dir.glob("part-*")) for r in read_part(p)]
-    assert sorted(int(r["id"].split(":")[1]) for r in rows) == list(range(n))
+    assert sorted(int(r["id"].split(":")[1]) for r in rows) == list(range(1, n + 1))

@@ -8,9 +8,13 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from jobfiles import write_job
 
+from batchwise.batch.backends import WorkerExit
+from batchwise.batch.errors import JobStartError, WorkerCrashed
 from batchwise.batch.master import Master
+from batchwise.batch.progress import job_status
 
 N = 300
 
@@ -46,7 +50,7 @@ def test_job_survives_random_kill9_of_workers_exactly_once(tmp_path):
     rows = outputs(master.out_dir)
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) == N  # every record exactly once
-    assert all(r["output"] == 2 * int(r["id"].split(":")[1]) for r in rows)
+    assert all(r["output"] == 2 * (int(r["id"].split(":")[1]) - 1) for r in rows)  # v = row - 1
     assert not list(master.out_dir.glob(".part-*.tmp"))  # no litter left behind
 
 
@@ -55,9 +59,9 @@ def test_poisoned_record_is_isolated_and_the_rest_of_its_shard_commits(tmp_path)
     report = master.run()
     assert report["shards"]["committed"] == N // 10
     (bad,) = report["quarantined_records"]
-    assert bad["record"] == "in.jsonl:7" and "v=7" in bad["error"]
+    assert bad["record"] == "in.jsonl:8" and "v=7" in bad["error"]  # the 8th row holds v=7
     ids = sorted(int(r["id"].split(":")[1]) for r in outputs(master.out_dir))
-    assert ids == [i for i in range(N) if i != 7]
+    assert ids == [i for i in range(1, N + 1) if i != 8]
 
 
 def test_master_restart_resumes_from_the_journal(tmp_path):
@@ -74,3 +78,66 @@ def test_master_restart_resumes_from_the_journal(tmp_path):
     assert report["shards"]["committed"] == N // 10
     ids = [r["id"] for r in outputs(second.out_dir)]
     assert len(ids) == len(set(ids)) == N
+
+
+class ScriptedBackend:
+    """No processes: owners appear on spawn, and end as the test says."""
+
+    def __init__(self) -> None:
+        self.alive: list[str] = []
+        self.ending: list[WorkerExit] = []
+        self.killed = False
+
+    def spawn(self, owner: str) -> None:
+        self.alive.append(owner)
+
+    def reap(self) -> list[WorkerExit]:
+        ended, self.ending = self.ending, []
+        self.alive = [o for o in self.alive if o not in {e.owner for e in ended}]
+        return ended
+
+    def drain(self, owner: str) -> None:
+        pass
+
+    def owners(self) -> list[str]:
+        return list(self.alive)
+
+    def free_cpus(self) -> float:
+        return 8.0
+
+    def kill_all(self) -> None:
+        self.killed, self.alive = True, []
+
+    def close(self) -> None:
+        pass
+
+
+def test_polling_reads_the_journal_through_one_connection_and_writes_nothing(tmp_path):
+    backend = ScriptedBackend()
+    master = Master(make_job(tmp_path, "bw_test_models:SlowDouble"), backend=backend)
+    master.step()
+    table, writes = master.table, master.table._db.total_changes
+    for _ in range(20):
+        master.step()
+    assert master.table is table and table._db.total_changes == writes
+    assert len(backend.alive) == 2 and master.progress[0]["todo"] == N // 10
+
+
+@pytest.mark.parametrize(
+    ("end", "error"),
+    [(WorkerExit("?", fatal="pipeline.models[m]: boom"), JobStartError),
+     (WorkerExit("?", crash="worker w: _read_loop: KeyError: 1"), WorkerCrashed),
+     (WorkerExit("?", died="killed by SIGSEGV", started=False), JobStartError)],
+)  # fmt: skip
+def test_workers_that_cannot_start_or_crash_stop_the_job(tmp_path, end, error):
+    backend = ScriptedBackend()
+    master = Master(make_job(tmp_path, "bw_test_models:SlowDouble"), backend=backend)
+    deaths = 3 if end.died else 1  # dying while starting: three times in a row
+    with pytest.raises(error):
+        master.run(on_tick=lambda m: backend.ending.append(
+            WorkerExit(backend.alive[0], end.fatal, end.crash, end.died, end.started)
+        ) if len(backend.ending) < deaths else None)  # fmt: skip
+    assert backend.killed  # the other workers were stopped with the job
+    master.close()
+    status = job_status(master.out_dir)
+    assert status["state"] == "failed" and status["shards"]["leased"] == 0

@@ -82,4 +82,4 @@ def test_ray_job_survives_node_removal_exactly_once(cluster, tmp_path):
     rows = [r for p in sorted(master.out_dir.glob("part-*.parquet")) for r in read_part(p)]
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) == N  # exactly once
-    assert all(r["output"] == 2 * int(r["id"].split(":")[1]) for r in rows)
+    assert all(r["output"] == 2 * (int(r["id"].split(":")[1]) - 1) for r in rows)  # v = row - 1

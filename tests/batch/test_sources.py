@@ -27,18 +27,18 @@ def test_parquet_row_ranges_cross_row_groups(tmp_path):
     specs = plan_shards(inp, ShardSpec(records=30), tmp_path)
     assert [s["rows"] for s in specs] == [[0, 30], [30, 60], [60, 90], [90, 95]]
     recs = all_records(inp, ShardSpec(records=30), tmp_path)
-    assert [rid for rid, _ in recs] == [f"t.parquet:{i}" for i in range(95)]
+    assert [rid for rid, _ in recs] == [f"t.parquet:{i}" for i in range(1, 96)]
     assert [v["text"] for _, v in recs] == [f"t{i}" for i in range(95)]
 
 
 def test_csv_and_jsonl_row_ids_skip_header_and_blank_lines(tmp_path):
     (tmp_path / "a.csv").write_text("x,y\n1,2\n\n3,4\n")
     recs = all_records(InputSpec(kind="csv", path="a.csv"), ShardSpec(records=1), tmp_path)
-    assert recs == [("a.csv:0", {"x": "1", "y": "2"}), ("a.csv:1", {"x": "3", "y": "4"})]
+    assert recs == [("a.csv:1", {"x": "1", "y": "2"}), ("a.csv:2", {"x": "3", "y": "4"})]
     (tmp_path / "b.jsonl").write_text('{"a": 1}\n\nnot json\n')
     recs = all_records(InputSpec(kind="jsonl", path="*.jsonl"), ShardSpec(records=5), tmp_path)
-    assert recs[0] == ("b.jsonl:0", {"a": 1})
-    assert isinstance(recs[1][1], RecordError) and recs[1][0] == "b.jsonl:1"
+    assert recs[0] == ("b.jsonl:1", {"a": 1})  # data rows from 1; the blank line is no row
+    assert isinstance(recs[1][1], RecordError) and recs[1][0] == "b.jsonl:2"
 
 
 def test_small_files_by_bytes_text_bytes_and_undecodable(tmp_path):

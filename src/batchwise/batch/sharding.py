@@ -7,7 +7,8 @@ that the shard table stores and a worker's reader interprets:
 
 * ``{"files": [path, ...]}`` — each file is one record;
 * ``{"file": path, "rows": [start, end]}`` — records ``start <= i < end`` of a record
-  file (data rows: CSV headers are not counted).
+  file, counted from 0 here (data rows: CSV headers are not counted); record ids
+  count from 1 (``name:start+1`` is the first record of this shard).
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def _row_sizes(path: str, size: int, spec: InputSpec) -> list[int]:
 
 def plan_shards(spec: InputSpec, shards: ShardSpec, base: str | Path = ".") -> list[dict[str, Any]]:
     """Shard specs for the job's input, in a deterministic order; errors on empty input."""
-    files = list_inputs(spec, base)
+    return shards_for(list_inputs(spec, base), spec, shards)
+
+
+def shards_for(
+    files: list[tuple[str, int]], spec: InputSpec, shards: ShardSpec
+) -> list[dict[str, Any]]:
+    """Shard specs for ``(path, size)`` input files (a listing, or the new files of one)."""
     if spec.kind == "files":
         return [{"files": group} for group in _pack(files, shards)]
     out: list[dict[str, Any]] = []

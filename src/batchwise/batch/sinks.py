@@ -8,6 +8,7 @@ them, and values Arrow cannot type consistently as JSON text (``output_json``).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,14 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return value
+
+
+def warm_up(fmt: str) -> None:
+    """Write a tiny part to memory before the worker takes a lease, so that its first
+    commit takes milliseconds, not the half second of lazy imports (pyarrow imports
+    pandas on its first conversion): a death while committing uses up an attempt, so
+    that window is kept short."""
+    (_write_parquet if fmt == "parquet" else _write_jsonl)([("warm-up", 1)], io.BytesIO())
 
 
 def part_name(shard_id: int, fmt: str) -> str:

@@ -161,8 +161,9 @@ def _read_parquet(path: str, start: int, end: int, opts: dict[str, Any]) -> list
 def read_shard(spec: dict[str, Any], inp: InputSpec) -> list[Record]:
     """Records of a shard spec made by :func:`batchwise.batch.sharding.plan_shards`.
 
-    Record ids are stable across retries: a file's path, or ``name:row`` for record
-    files (rows counted from 0, data rows only).
+    Record ids are stable across retries and resumes: a file's path, or ``name:row``
+    for record files, where ``row`` is the record's position among the file's data rows
+    counting from 1 (blank lines and a CSV header are not rows; Parquet: the row).
     """
     opts = inp.storage_options
     if "files" in spec:
@@ -181,4 +182,4 @@ def read_shard(spec: dict[str, Any], inp: InputSpec) -> list[Record]:
         rows = _text_rows(data, inp.kind)
         header = next((r for r in data.splitlines() if r.strip()), None)
         values = _parse_rows(rows[start:end], inp.kind, header)
-    return [(f"{name}:{start + i}", v) for i, v in enumerate(values)]
+    return [(f"{name}:{start + i + 1}", v) for i, v in enumerate(values)]
