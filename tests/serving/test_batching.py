@@ -1,44 +1,34 @@
-"""MultiSloBatchPolicy, stepped on a fake clock (no sleeps)."""
+"""MultiSloBatchPolicy, stepped on virtual time through the shipped GroupBatcher (no sleeps)."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import pytest
 
-from batchwise.clock import SimClock
+from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import BatchContext, BatchDecision, MultiSloBatchPolicy, Pending
+from batchwise.sim.core import Environment, SimTimer
 
 
 def run_policy(
     policy: MultiSloBatchPolicy, arrivals: list[tuple[float, str]], until: float = 10.0
 ) -> list[tuple[float, tuple[int, ...]]]:
-    """A minimal mechanism: feed arrivals in time order, obey ``wake_at``; log dispatches.
+    """Drive the shipped mechanism (GroupBatcher on the simulation clock); log dispatches.
 
     Request ids are the arrival indices. Returns ``[(now, dispatched ids), ...]``.
     """
-    clock = SimClock()
-    pending: list[Pending] = []
+    env = Environment()
     log: list[tuple[float, tuple[int, ...]]] = []
-    queue = list(enumerate(arrivals))
-    wake: float | None = None
-    while True:
-        # Invariant: ``pending`` holds every arrived, undispatched request in FIFO order.
-        next_arrival = queue[0][1][0] if queue else math.inf
-        next_wake = wake if wake is not None else math.inf
-        t = min(next_arrival, next_wake)
-        if t > until:
-            return log
-        clock.advance_to(t)
-        while queue and queue[0][1][0] <= clock.now():
-            rid, (at, app) = queue.pop(0)
-            pending.append(Pending(rid, app, at))
-        decision = policy.decide(BatchContext(clock.now(), tuple(pending)))
-        while decision.dispatch:
-            log.append((clock.now(), decision.dispatch))
-            pending = [p for p in pending if p.request_id not in decision.dispatch]
-            decision = policy.decide(BatchContext(clock.now(), tuple(pending)))
-        wake = decision.wake_at
+    batcher = GroupBatcher(
+        policy,
+        SimTimer(env),
+        lambda batch: log.append((env.now, tuple(p.request_id for p in batch))),
+    )
+    for rid, (at, app) in enumerate(arrivals):
+        env.schedule(at, lambda rid=rid, app=app: batcher.submit(rid, app))
+    env.run(until=until)
+    return log
 
 
 def pend(*items: tuple[int, str, float]) -> tuple[Pending, ...]:

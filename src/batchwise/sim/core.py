@@ -52,6 +52,21 @@ class Handle:
         return f"<Handle t={self.time} priority={self.priority}{state}>"
 
 
+class SimTimer:
+    """The environment as a :class:`batchwise.serving.timer.Timer` (virtual seconds)."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+
+    def now(self) -> float:
+        return self._env.now
+
+    def call_at(self, t: float, callback: Callback) -> Handle:
+        return self._env.schedule(t, callback)
+
+
 class Environment:
     """Virtual time plus the event heap. ``now`` only moves forward, in ``step()``."""
 

@@ -1,8 +1,9 @@
 """Serving simulation: replay an arrival trace against a plan and measure cost and SLOs.
 
-Mechanism only. Each group of the plan gets a :class:`GroupServer` that owns a
-buffer and asks the group's :class:`MultiSloBatchPolicy` (the object the live
-gateway uses too) what to dispatch after every arrival and wake-up. A dispatched
+Mechanism only. Each group of the plan gets a :class:`GroupServer` whose
+:class:`~batchwise.serving.batcher.GroupBatcher` (the buffer loop the live gateway
+runs too) asks the group's :class:`MultiSloBatchPolicy` what to dispatch after every
+arrival and wake-up, on the simulation clock. A dispatched
 batch of ``n`` requests draws its service time ``S`` from the latency model of
 ``n`` on the group's function and is billed ``batch_cost(fn, S)``. Functions are
 serverless with unlimited concurrency: every batch starts at once on its own
@@ -30,8 +31,9 @@ from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import function_from_spec
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.service import draw_service_time
-from batchwise.serving.batching import BatchContext, MultiSloBatchPolicy, Pending
-from batchwise.sim.core import Environment, Handle
+from batchwise.serving.batcher import GroupBatcher
+from batchwise.serving.batching import MultiSloBatchPolicy, Pending
+from batchwise.sim.core import Environment, SimTimer
 from batchwise.traces.base import ArrivalTrace
 
 SLO_EPSILON_S = 1e-9
@@ -98,7 +100,8 @@ class ServeLog:
 
 
 class GroupServer:
-    """One group's buffer, driven by its batching policy on the simulation clock."""
+    """One group: the shared :class:`GroupBatcher` on the simulation clock, whose sink
+    draws each batch's service time and bills it (the simulator's only own part)."""
 
     def __init__(
         self,
@@ -119,48 +122,17 @@ class GroupServer:
         self._prices = prices
         self._rng = rng
         self._log = log
-        self._pending: list[Pending] = []  # FIFO buffer
-        self._wake: Handle | None = None  # the one live wake-up, if any
+        self.batcher = GroupBatcher(self.policy, SimTimer(env), self._serve)
         self.batches = 0
         self.requests = 0
         self.cost = 0.0
 
     def submit(self, request_id: int, app: str) -> None:
         """A request of ``app`` arrives now."""
-        self._pending.append(Pending(request_id, app, self._env.now))
-        self._decide()
+        self.batcher.submit(request_id, app)
 
-    def _on_wake(self) -> None:
-        self._wake = None
-        self._decide()
-
-    def _decide(self) -> None:
-        # Invariant on return: the buffer holds what the policy chose to keep, and a
-        # wake-up is scheduled at the policy's wake_at (none if it returned None).
-        now = self._env.now
-        decision = self.policy.decide(BatchContext(now, tuple(self._pending)))
-        while decision.dispatch:
-            self._dispatch(decision.dispatch)
-            decision = self.policy.decide(BatchContext(now, tuple(self._pending)))
-        self._set_wake(decision.wake_at)
-
-    def _set_wake(self, t: float | None) -> None:
-        """Keep at most one wake-up; a superseded one is cancelled, so stale ones never fire."""
-        if self._wake is not None:
-            if t is not None and self._wake.time == t:
-                return
-            self._wake.cancel()
-            self._wake = None
-        if t is not None:
-            # A deadline may round to a hair before now; wake at once rather than in the past.
-            self._wake = self._env.schedule(max(t, self._env.now), self._on_wake)
-
-    def _dispatch(self, ids: tuple[int, ...]) -> None:
-        n = len(ids)
-        batch = self._pending[:n]
-        if n > self.policy.batch_size or tuple(p.request_id for p in batch) != ids:
-            raise RuntimeError(f"policy must dispatch a FIFO prefix of <= batch_size, got {ids}")
-        del self._pending[:n]
+    def _serve(self, batch: Sequence[Pending]) -> None:
+        n = len(batch)
         service_s = draw_service_time(self._avg[n - 1], self._max[n - 1], self._rng)
         self.cost += batch_cost(self.fn, service_s, self._prices)
         self.batches += 1
