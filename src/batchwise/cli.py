@@ -298,9 +298,24 @@ def simulate_cmd(
         Path | None,
         typer.Option("--plot", help="Write a latency-CDF PNG here (and NAME-replan.png)."),
     ] = None,
+    instances: Annotated[
+        int | None,
+        typer.Option(help="Finite mode: warm instances per group (default: serverless)."),
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(help="Finite mode: instances a group may grow to.")
+    ] = None,
+    cold_start: Annotated[
+        float, typer.Option(help="Finite mode: seconds before a new instance serves.")
+    ] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies."""
+    """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
+
+    With --instances, each group has that many warm instances (batches queue when all
+    are busy; up to --max-instances start after --cold-start); otherwise every batch
+    runs at once on its own serverless instance.
+    """
     from batchwise.sim.runs import run_simulation
 
     if duration is not None:
@@ -310,6 +325,7 @@ def simulate_cmd(
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
+    pool = _pool(instances, max_instances, cold_start)
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -323,11 +339,30 @@ def simulate_cmd(
         window_s=window,
         plot=plot,
         progress=None if as_json else err_console,
+        pool=pool,
     )
     if as_json:
         _emit_json(out.to_dict())
     else:
         out.print(console)
+
+
+def _pool(instances: int | None, max_instances: int | None, cold_start: float) -> Any:
+    from batchwise.sim.instances import PoolSpec
+
+    if instances is None:
+        if max_instances is not None:
+            raise ConfigError("needs --instances (the warm pool size)", field="--max-instances")
+        return None
+    _positive("--instances", instances, 1, MAX_INSTANCES)
+    top = instances if max_instances is None else max_instances
+    _positive("--max-instances", top, instances, MAX_INSTANCES)
+    _positive("--cold-start", cold_start, 0.0, 3600.0)
+    return PoolSpec(instances, top, cold_start)
+
+
+MAX_INSTANCES = 10_000
+"""Most instances per group in finite mode."""
 
 
 @app.command("demo")

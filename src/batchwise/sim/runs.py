@@ -13,6 +13,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.planner import plan as make_plan
+from batchwise.sim.instances import PoolSpec
 from batchwise.sim.replan import AdaptiveResult, simulate_adaptive
 from batchwise.sim.serving import SimResult, plan_slos, simulate
 from batchwise.traces.spec import build_trace
@@ -58,14 +59,16 @@ def run_simulation(
     window_s: float = 60.0,
     plot: Path | None = None,
     progress: Any | None = None,
+    pool: PoolSpec | None = None,
 ) -> SimulationReport:
     """Simulate ``plan`` on the trace; with ``replan_algorithm`` also the adaptive run.
 
     ``progress``: a rich console on which a re-planning run shows a progress bar.
+    ``pool``: finite instances per group for the static plan (None: serverless).
     """
     rates = {a.name: a.rate for a in apps}
     trace = build_trace(trace_specs, rates, seed, duration_s)
-    static = simulate(plan, trace, profile, prices, seed=seed)
+    static = simulate(plan, trace, profile, prices, seed=seed, pool=pool)
     adaptive = None
     if replan_algorithm is not None:
 

@@ -7,7 +7,9 @@ arrival and wake-up, on the simulation clock. A dispatched
 batch of ``n`` requests draws its service time ``S`` from the latency model of
 ``n`` on the group's function and is billed ``batch_cost(fn, S)``. Functions are
 serverless with unlimited concurrency: every batch starts at once on its own
-instance, so a request's latency is ``(dispatch - arrival) + S``.
+instance, so a request's latency is ``(dispatch - arrival) + S`` — unless a finite
+:class:`~batchwise.sim.instances.PoolSpec` is given: then batches queue for a group's
+instances (and new ones start after a cold-start delay), as on a fixed machine.
 
 Keeping it fast (an hour at ~60 req/s in a few seconds): arrivals are replayed
 as one self-rescheduling event chain, so the heap holds one arrival and at most
@@ -34,6 +36,7 @@ from batchwise.perf.service import draw_service_time
 from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy, Pending
 from batchwise.sim.core import Environment, SimTimer
+from batchwise.sim.instances import InstancePool, PoolSpec
 from batchwise.traces.base import ArrivalTrace
 
 SLO_EPSILON_S = 1e-9
@@ -111,9 +114,11 @@ class GroupServer:
         prices: PriceBook,
         rng: np.random.Generator,
         log: ServeLog,
+        pool: PoolSpec | None = None,
     ) -> None:
         self.group = group
         self.fn = function_from_spec(group.function)
+        self.pool = InstancePool(pool) if pool is not None else None  # None: serverless
         self.policy = MultiSloBatchPolicy(group.batch_size, dict(group.timeouts))
         sizes = range(1, group.batch_size + 1)
         self._avg = [latency.avg(self.fn, n) for n in sizes]  # L_avg of a batch of n, at n-1
@@ -137,7 +142,9 @@ class GroupServer:
         self.cost += batch_cost(self.fn, service_s, self._prices)
         self.batches += 1
         self.requests += n
-        self._log.record_batch(batch, self._env.now + service_s)
+        now = self._env.now
+        done = now + service_s if self.pool is None else self.pool.run(now, service_s)
+        self._log.record_batch(batch, done)
 
     def stats(self) -> GroupStats:
         g = self.group
@@ -152,6 +159,8 @@ class GroupServer:
             cost_per_request=self.cost / self.requests if self.requests else 0.0,
             predicted_cost_per_request=g.expected_cost_per_request,
             predicted_mean_batch_size=g.expected_batch_size,
+            instances=self.pool.size if self.pool is not None else None,
+            mean_queue_s=(self.pool.queued_s / self.batches if self.pool and self.batches else 0.0),
         )
 
 
@@ -170,11 +179,12 @@ class PlanRunner:
         prices: PriceBook,
         seed: np.random.SeedSequence,
         log: ServeLog,
+        pool: PoolSpec | None = None,
     ) -> None:
         self.plan = plan
         server_seeds = seed.spawn(len(plan.groups))  # one stream per group: order-independent
         self.servers = [
-            GroupServer(env, g, latency, prices, np.random.default_rng(s), log)
+            GroupServer(env, g, latency, prices, np.random.default_rng(s), log, pool)
             for g, s in zip(plan.groups, server_seeds, strict=True)
         ]
 
@@ -265,6 +275,8 @@ class GroupStats:
     cost_per_request: float
     predicted_cost_per_request: float  # the plan's expected_cost_per_request
     predicted_mean_batch_size: float  # the plan's expected_batch_size
+    instances: int | None = None  # pool size at the end (None: serverless, unbounded)
+    mean_queue_s: float = 0.0  # mean wait of a batch for a free instance (s)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: _plain(v) for k, v in self.__dict__.items()}
@@ -299,7 +311,7 @@ class SimResult:
         mean_latency_s, p50_latency_s, p99_latency_s, max_latency_s,
         mean_batch_size}}, groups [{apps, function, batch_size, batches, requests,
         mean_batch_size, cost, cost_per_request, predicted_cost_per_request,
-        predicted_mean_batch_size}]. Non-finite floats become null.
+        predicted_mean_batch_size, instances, mean_queue_s}]. Non-finite floats become null.
         """
         head = {
             k: _plain(getattr(self, k))
@@ -388,9 +400,16 @@ def app_stats(
 
 
 def simulate(
-    plan: Plan, trace: ArrivalTrace, profile: ModelProfile, prices: PriceBook, seed: int = 0
+    plan: Plan,
+    trace: ArrivalTrace,
+    profile: ModelProfile,
+    prices: PriceBook,
+    seed: int = 0,
+    pool: PoolSpec | None = None,
 ) -> SimResult:
     """Serve ``trace`` with ``plan`` in virtual time; measure cost per request and SLOs.
+
+    ``pool``: finite instances per group (queueing, cold starts); None: serverless.
 
     Requests still buffered when the trace ends are served at their deadlines (the
     events run to completion). Raises ConfigError if the trace has requests of an
@@ -403,7 +422,8 @@ def simulate(
     env = Environment()
     log = ServeLog(len(arrivals))
     route_seed, serve_seed = np.random.SeedSequence(seed).spawn(2)
-    runner = PlanRunner(env, plan, LatencyModel(profile.cpu, profile.gpu), prices, serve_seed, log)
+    latency = LatencyModel(profile.cpu, profile.gpu)
+    runner = PlanRunner(env, plan, latency, prices, serve_seed, log, pool)
     group_of = runner.route(arrivals, 0, len(arrivals), np.random.default_rng(route_seed))
     app_of = [arrivals.apps[c] for c in arrivals.codes.tolist()]
     submit = runner.submit
