@@ -22,6 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batchwise.batch.preflight import check_runnable
 from batchwise.cli import load_plan_context, main
 from batchwise.config.apps import load_workload
 from batchwise.config.job import load_job
@@ -217,7 +218,7 @@ KINDS: dict[str, tuple[Any, Callable[[Path], Any]]] = {
     "profile": (PROFILE, load_profiles),
     "prices": (PRICES, load_prices),
     "plan": (PLAN, load_plan_context),
-    "job": (JOB, load_job),
+    "job": (JOB, lambda path: check_runnable(load_job(path), path)),  # + the master's pre-flight
 }
 
 
