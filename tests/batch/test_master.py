@@ -15,6 +15,7 @@ from batchwise.batch.backends import WorkerExit
 from batchwise.batch.errors import JobStartError, WorkerCrashed
 from batchwise.batch.master import Master
 from batchwise.batch.progress import job_status
+from batchwise.errors import ConfigError
 
 N = 300
 
@@ -141,3 +142,18 @@ def test_workers_that_cannot_start_or_crash_stop_the_job(tmp_path, end, error):
     master.close()
     status = job_status(master.out_dir)
     assert status["state"] == "failed" and status["shards"]["leased"] == 0
+
+
+def test_a_resumed_job_that_cannot_start_is_recorded_as_failed(tmp_path):
+    job = make_job(tmp_path, "bw_test_models:SlowDouble")
+    Master(job, backend=ScriptedBackend()).close()  # a run that made the journal
+    good = job.read_text()
+    job.write_text(good.replace("bw_test_models:SlowDouble", "bw_test_models:Gone"))
+    with pytest.raises(ConfigError, match=r"job\.yaml:2: pipeline\.models\[m\]\.model: cannot"):
+        Master(job, backend=ScriptedBackend())
+    status = job_status(tmp_path / "out")
+    assert status["state"] == "failed" and "bw_test_models:Gone" in status["reason"]
+    job.write_text(good)  # fixed: the same job resumes
+    again = Master(job, backend=ScriptedBackend())
+    assert again.prepared.shards_added == 0 and again.report()["runs"] == 3
+    again.close()

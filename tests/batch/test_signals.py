@@ -26,8 +26,8 @@ RUNNER = "import sys, pathlib; from batchwise.batch.progress import run_job; " \
 N = 160
 
 
-def make_job(tmp_path: Path) -> Path:
-    return write_job(tmp_path, N, "bw_test_models:SlowDouble",
+def make_job(tmp_path: Path, model: str = "bw_test_models:SlowDouble") -> Path:
+    return write_job(tmp_path, N, model,
                      "shards: {records: 10}\nworkers: {count: 2}\nlease_s: 30\n")  # fmt: skip
 
 
@@ -69,15 +69,18 @@ def ids(out: Path) -> list[str]:
 
 
 def test_after_a_master_sigkill_its_workers_die_and_the_restart_runs_count_workers(tmp_path):
-    job = make_job(tmp_path)
+    job = make_job(tmp_path, "bw_test_models:SlowShard")  # 0.4 s per shard, 16 shards
+    job.write_text(job.read_text().replace("batch_size: 5}", "batch_size: 5, "
+                                           "options: {seconds: 0.2}}"))  # fmt: skip
     journal = tmp_path / "out" / "_journal.db"
     first = started([sys.executable, "-c", RUNNER, str(job)])
     wait_for(lambda: committed(journal) >= 2 and len(workers_of(journal)) == 2)
     orphans = workers_of(journal)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    _, alive = psutil.wait_procs(orphans, timeout=5)
+    _, alive = psutil.wait_procs(orphans, timeout=2)
     assert not alive, "workers outlived their master"
+    assert committed(journal) < N // 10  # they died with work left, not because it was done
     t0 = time.monotonic()
     second = started([sys.executable, "-c", RUNNER, str(job)])
     seen = []
