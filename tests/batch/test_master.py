@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -15,7 +16,7 @@ from batchwise.batch.backends import WorkerExit
 from batchwise.batch.errors import JobStartError, WorkerCrashed
 from batchwise.batch.master import Master
 from batchwise.batch.progress import job_status
-from batchwise.errors import ConfigError
+from batchwise.errors import BatchwiseError, ConfigError
 
 N = 300
 
@@ -157,3 +158,13 @@ def test_a_resumed_job_that_cannot_start_is_recorded_as_failed(tmp_path):
     again = Master(job, backend=ScriptedBackend())
     assert again.prepared.shards_added == 0 and again.report()["runs"] == 3
     again.close()
+
+
+def test_one_master_per_output_directory(tmp_path):
+    job = make_job(tmp_path, "bw_test_models:SlowDouble")
+    first = Master(job, backend=ScriptedBackend())
+    with pytest.raises(BatchwiseError, match=rf"another batchwise master \(pid {os.getpid()}\)"):
+        Master(job, backend=ScriptedBackend())
+    assert job_status(first.out_dir)["state"] == "running"
+    first.close()  # released (the kernel releases it too when a master dies)
+    Master(job, backend=ScriptedBackend()).close()

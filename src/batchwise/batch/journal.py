@@ -172,13 +172,16 @@ class MasterLock:
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
             self.release()
             raise BatchwiseError(
                 f"{out_dir}: another batchwise master (pid {holder}) is running this job; "
                 "wait for it to end or stop it first"
             ) from None
+        except OSError as exc:  # a filesystem without locks: say so rather than guess
+            self.release()
+            raise BatchwiseError(f"{self.path}: cannot lock the output directory: {exc}") from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
 

@@ -134,6 +134,8 @@ class Master:
         self.journal = self.out_dir / JOURNAL_NAME
         try:
             check_runnable(self.job, self.job_path)
+        except JobStopped:
+            raise
         except BatchwiseError as exc:
             self._record_failure(str(exc))
             raise
