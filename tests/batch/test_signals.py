@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 from jobfiles import write_job
 
+from batchwise.batch.errors import JournalError
 from batchwise.batch.progress import job_status
 from batchwise.batch.shards import ShardTable
 
@@ -50,9 +51,10 @@ def wait_for(cond, timeout: float = 60.0) -> None:
 
 
 def committed(journal: Path) -> int:
-    if not journal.exists():
+    try:
+        table = ShardTable(journal, create=False)
+    except JournalError:  # not there yet, or the master is making it right now
         return 0
-    table = ShardTable(journal, create=False)
     try:
         return table.counts()["committed"]
     finally:

@@ -163,6 +163,8 @@ class ShardTable:
                 if name not in have:
                     db.execute(f"ALTER TABLE shards ADD COLUMN {name} {decl}")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            raise sqlite3.DatabaseError("it is empty: a job just starting, or one that never did")
         if not {"shards", "bad_records", "meta"} <= tables:
             raise sqlite3.DatabaseError("no shard table in it")
 
