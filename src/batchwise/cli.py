@@ -479,8 +479,8 @@ def _print_batch_report(report: dict) -> None:
         console.print(f"[red]quarantined record[/] {escape(r['record'])}: {escape(r['error'])}")
     if report["bad_records"] > len(report["quarantined_records"]):
         console.print(f"… {report['bad_records']} quarantined records in all (see --json)")
-    console.print(f"output: {report['output']}" + (f" · plot: {report['plot']}"
-                  if report.get("plot") else ""))  # fmt: skip
+    plot = f" · plot: {report['plot']}" if report.get("plot") else ""
+    console.print(f"output: {report['output']}{plot}", markup=False)
 
 
 def _json_requested(args: list[str]) -> bool:
