@@ -40,5 +40,5 @@ def test_dead_workers_replaced_at_once_changes_wait_for_cooldown():
 
 def test_capacity_coming_back_grows_the_job():
     s = WorkerScaler(cooldown_s=5.0)
-    state = ScaleState(target=2, last_change=0.0)
+    state = ScaleState(value=2, last_change=0.0)
     assert s.decide(ctx(now=10.0, workers=2, free=2.0), state)[0] == 4

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from batchwise.scaling.guardrails import Guardrails, GuardState, apply_bounds, guard
+
 DEFAULT_SCALE_COOLDOWN_S = 5.0
 """Minimum time (s) between two changes of the worker count."""
 DEFAULT_MIN_CPU_FRACTION = 0.5
@@ -32,10 +34,7 @@ class ScaleContext:
     cpus_per_worker: float
 
 
-@dataclass(frozen=True)
-class ScaleState:
-    target: int = -1  # the current target (-1: none yet)
-    last_change: float = float("-inf")
+ScaleState = GuardState  # the worker count in force and when it last changed
 
 
 @dataclass(frozen=True)
@@ -43,23 +42,23 @@ class WorkerScaler:
     cooldown_s: float = DEFAULT_SCALE_COOLDOWN_S
     min_cpu_fraction: float = DEFAULT_MIN_CPU_FRACTION
 
-    def target(self, ctx: ScaleContext) -> int:
-        """The worker count wanted now, ignoring the cooldown."""
+    def wanted(self, ctx: ScaleContext) -> int:
+        """The worker count the backlog and free CPUs call for (before guardrails)."""
         own = ctx.workers * ctx.cpus_per_worker
         slots = max(0.0, own + ctx.free_cpus) / ctx.cpus_per_worker
         capacity = math.floor(slots + 1 - self.min_cpu_fraction + 1e-9)
-        want = min(ctx.backlog, capacity, ctx.max_workers)
-        return max(want, min(ctx.min_workers, ctx.max_workers))
+        return min(ctx.backlog, capacity)
+
+    def target(self, ctx: ScaleContext) -> int:
+        """The worker count wanted now within ``[min, max]``, ignoring the cooldown."""
+        lo, hi = min(ctx.min_workers, ctx.max_workers), ctx.max_workers
+        return apply_bounds(self.wanted(ctx), lo, hi)
 
     def decide(self, ctx: ScaleContext, state: ScaleState) -> tuple[int, ScaleState]:
-        """Target worker count and the new state.
+        """Target worker count and the new state (the shared guardrails: bounds, cooldown).
 
         Workers that died are replaced up to the current target at once (the master
         spawns up to it); only a change of the target itself waits for the cooldown.
         """
-        want = self.target(ctx)
-        if state.target >= 0 and (
-            want == state.target or ctx.now - state.last_change < self.cooldown_s
-        ):
-            return state.target, state
-        return want, ScaleState(want, ctx.now)
+        lo, hi = min(ctx.min_workers, ctx.max_workers), ctx.max_workers
+        return guard(self.wanted(ctx), state, ctx.now, Guardrails(lo, hi, self.cooldown_s))

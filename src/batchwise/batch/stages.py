@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from batchwise.scaling.guardrails import cooldown_over
+
 DEFAULT_COOLDOWN_S = 2.0
 """Minimum time (s) between two thread moves."""
 DEFAULT_FULL = 0.75
@@ -61,7 +63,7 @@ class StageScaler:
     ) -> tuple[dict[str, int], StageScalerState]:
         """New thread count per stage name (unchanged ones included) and the new state."""
         threads = {s.name: s.threads for s in ctx.stages}
-        if ctx.now - state.last_change < self.cooldown_s:
+        if not cooldown_over(ctx.now, state.last_change, self.cooldown_s):
             return threads, state
         changed = self._move(ctx, threads)
         return threads, replace(state, last_change=ctx.now) if changed else state

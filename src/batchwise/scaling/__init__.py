@@ -1,0 +1,1 @@
+"""Scaling mechanisms shared by every controller (batch workers, stage threads, serving)."""
