@@ -46,8 +46,8 @@ sys.path.insert(0, str(HERE))
 
 import gen_data  # noqa: E402
 from batchwise.batch.master import Master  # noqa: E402
-from batchwise.batch.models import EmbeddingClassifier, MiniLMEncoder  # noqa: E402
 from batchwise.batch.sinks import read_part, write_part  # noqa: E402
+from batchwise.runtime.runners import EmbeddingClassifier, MiniLMEncoder  # noqa: E402
 
 BATCH = 32
 SHARD = 250

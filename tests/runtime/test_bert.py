@@ -30,7 +30,7 @@ def reference(texts: list[str]) -> torch.Tensor:
 
 
 def test_matches_transformers_embeddings_with_padding():
-    from batchwise.batch.bert import Bert
+    from batchwise.runtime.bert import Bert
 
     ours = Bert(FOLDER).mean_pooled(TEXTS)
     ref = reference(TEXTS)

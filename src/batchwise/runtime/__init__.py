@@ -1,0 +1,1 @@
+"""Model runtimes shared by batch jobs and serving instances (one runner layer)."""
