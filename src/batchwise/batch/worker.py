@@ -36,14 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchwise.batch.backends import (
-    CRASH_EXIT,
-    FATAL_EXIT,
-    MASTER_PID_ENV,
-    die_with_parent,
-    marker_path,
-    write_fatal,
-)
+from batchwise.backends.local import MASTER_PID_ENV, die_with_parent
+from batchwise.batch.backends import CRASH_EXIT, FATAL_EXIT, marker_path, write_fatal
 from batchwise.batch.errors import WorkerCrashed
 from batchwise.batch.pipeline import POLL_S as POLL
 from batchwise.batch.pipeline import Batch, StagePool, build_stages, put_until
