@@ -27,7 +27,7 @@ def job_with(tmp_path, model: str = "bw_test_models:SlowDouble", extra: str = ""
         ("bw_test_models:NOT_CALLABLE", "", ":2: pipeline.models[m].model",
          "'bw_test_models:NOT_CALLABLE' is not callable (it is a int)"),
         ("nowhere.onnx", "", ":2: pipeline.models[m].model", "ONNX file not found: "),
-        ("resnet", "", ":2: pipeline.models[m].model", "'resnet' is not a built-in"),
+        ("resnet50", "", ":2: pipeline.models[m].model", "'resnet50' is not a built-in"),
         ("bw_test_models:SlowShard", "", ":2: pipeline.models[m].options",
          "bw_test_models:SlowShard: got an unexpected keyword argument 'secs'"),
     ],

