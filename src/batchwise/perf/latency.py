@@ -69,6 +69,15 @@ class LatencyModel:
         assert self.gpu is not None
         return float(gpu_avg(self.gpu, batch, fn.gpu_memory_gb, fn.vcpu))
 
+    def avg_upto(self, fn: Function, batch: int) -> np.ndarray:
+        """L_avg of batches of 1..batch (entry n-1), in one vectorised step."""
+        if fn.kind == "cpu":
+            assert self.cpu is not None
+            p = np.asarray(self.cpu.avg[:batch], dtype=float)
+            return p[:, 0] * np.exp(-fn.vcpu / p[:, 1]) + p[:, 2]
+        assert self.gpu is not None
+        return gpu_avg(self.gpu, np.arange(1, batch + 1), fn.gpu_memory_gb, fn.vcpu)
+
     def max(self, fn: Function, batch: int) -> float:
         if fn.kind == "cpu":
             assert self.cpu is not None

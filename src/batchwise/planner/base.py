@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from batchwise.clock import Stopwatch
 from batchwise.config.apps import AppSpec
 from batchwise.config.plan import FunctionSpec, GroupPlan, Plan
@@ -22,9 +20,10 @@ from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
 from batchwise.perf.cost import (
-    expected_batch_size,
-    expected_cost_per_request,
+    batch_size_pmf,
+    expected_cost_given_pmf,
     full_batch_cost_per_request,
+    pmf_mean,
 )
 from batchwise.perf.functions import Function
 from batchwise.perf.latency import LatencyModel
@@ -90,14 +89,15 @@ def group_figures(
     One place for them, so a plan made by a planner and a hand-edited plan checked
     by :mod:`batchwise.planner.verify` are predicted the same way.
     """
-    avgs = np.array([lm.avg(fn, n) for n in range(1, batch + 1)])
+    avgs = lm.avg_upto(fn, batch)
+    pmf = batch_size_pmf(total_rate, t_eq, batch)
     return {
         "cost_per_request": full_batch_cost_per_request(fn, float(avgs[-1]), batch, prices),
-        "expected_cost_per_request": expected_cost_per_request(fn, avgs, total_rate, t_eq, prices),
+        "expected_cost_per_request": expected_cost_given_pmf(fn, avgs, pmf, prices),
         "latency_avg": float(avgs[-1]),
         "latency_max": lm.max(fn, batch),
         "equivalent_timeout": t_eq,
-        "expected_batch_size": expected_batch_size(total_rate, t_eq, batch),
+        "expected_batch_size": pmf_mean(pmf),
     }
 
 
