@@ -15,6 +15,15 @@ def job_with(tmp_path, model: str = "bw_test_models:SlowDouble", extra: str = ""
     return write_job(tmp_path, 3, model, extra)
 
 
+def test_builtin_option_values_are_checked_before_anything_starts(tmp_path):
+    job = job_with(tmp_path, "minilm", "")
+    job.write_text(job.read_text().replace("batch_size: 5}", "batch_size: 5, "
+                                           "options: {runtime: tensorrt}}"))  # fmt: skip
+    with pytest.raises(ConfigError) as exc:
+        check_runnable(load_job(job), job)
+    assert f"{job}:2: pipeline.models[m].options: minilm: runtime must be one of" in str(exc.value)
+
+
 @pytest.mark.parametrize(
     ("model", "extra", "where", "message"),
     [
@@ -53,12 +62,18 @@ def test_functions_are_checked_with_their_line(tmp_path):
         "  models: [{name: m, model: 'bw_test_models:SlowDouble'}]\n"
         "  postprocess: bw_test_models:NOT_CALLABLE\noutput: {path: out}\n"
     )
-    with pytest.raises(ConfigError, match=r"job\.yaml:4: input\.reader: cannot import "
-                                          r"'nosuch\.io:load': ModuleNotFoundError"):
+    with pytest.raises(
+        ConfigError,
+        match=r"job\.yaml:4: input\.reader: cannot import "
+        r"'nosuch\.io:load': ModuleNotFoundError",
+    ):
         check_runnable(load_job(job), job)
     job.write_text(job.read_text().replace("nosuch.io:load", "bw_test_models:json_file"))
-    with pytest.raises(ConfigError, match=r"job\.yaml:8: pipeline\.postprocess: "
-                                          r"'bw_test_models:NOT_CALLABLE' is not callable"):
+    with pytest.raises(
+        ConfigError,
+        match=r"job\.yaml:8: pipeline\.postprocess: "
+        r"'bw_test_models:NOT_CALLABLE' is not callable",
+    ):
         check_runnable(load_job(job), job)
 
 

@@ -90,11 +90,18 @@ def _model(stage: ModelStage, i: int, base: Path) -> None:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):  # no signature to check (a C type): the worker will tell
         return
+    opts = ("pipeline", "models", i, "options")
     try:
         signature.bind(*args, **stage.options)
     except TypeError as exc:
-        opts = ("pipeline", "models", i, "options")
         raise _Problem(opts, f"pipeline.models[{stage.name}].options", f"{ref}: {exc}") from None
+    if ref.lower() in BUILTINS:  # runner constructors only check options: cheap, so run them
+        try:
+            cls(**stage.options)
+        except (TypeError, ValueError) as exc:
+            raise _Problem(
+                opts, f"pipeline.models[{stage.name}].options", f"{ref}: {exc}"
+            ) from None
 
 
 def check_runnable(job: JobSpec, job_path: Path) -> None:
