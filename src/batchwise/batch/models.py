@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchwise.batch.errors import JobStartError
-from batchwise.batch.sources import load_callable, resolve
 from batchwise.config.job import ModelStage
 from batchwise.errors import ConfigError
 from batchwise.runtime.base import Runner
+from batchwise.runtime.registry import construct
 from batchwise.runtime.runners import (
     BUILTIN_REQUIRES,
     BUILTINS,
@@ -64,14 +64,4 @@ def _start_error(stage: ModelStage, exc: Exception) -> JobStartError:
 
 
 def _construct(stage: ModelStage, base: str | Path) -> Model:
-    ref, opts = stage.model, dict(stage.options)
-    if ref.lower() in BUILTINS:
-        return BUILTINS[ref.lower()](**opts)
-    if ref.endswith(".onnx"):
-        return OnnxModel(resolve(ref, base), **opts)
-    if ":" in ref:
-        return load_callable(ref)(**opts)
-    raise ConfigError(
-        f"pipeline.models[{stage.name}].model: {ref!r} is not a built-in "
-        f"({', '.join(BUILTINS)}), an .onnx file or 'module:Class'"
-    )
+    return construct(stage.model, stage.options, base, f"pipeline.models[{stage.name}].model")

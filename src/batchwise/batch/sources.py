@@ -13,10 +13,8 @@ like a record the model fails on, never dropped.
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import fsspec
 
 from batchwise.config.job import InputSpec
 from batchwise.errors import ConfigError
+from batchwise.runtime.registry import load_callable, resolve
 
 
 @dataclass(frozen=True)
@@ -38,25 +37,9 @@ class RecordError:
 Record = tuple[str, Any]  # (record id, payload or RecordError)
 
 
-def load_callable(ref: str) -> Callable[..., Any]:
-    """Import ``module.path:name``; a clear error if it is missing."""
-    module, _, name = ref.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import {ref!r}: {exc}") from None
-
-
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     return "file" in protocols or "local" in protocols
-
-
-def resolve(path: str, base: str | Path) -> str:
-    """A relative local path is taken from the job file's folder; URLs are left alone."""
-    if "://" in path or Path(path).is_absolute():
-        return path
-    return str(Path(base) / path)
 
 
 def list_inputs(spec: InputSpec, base: str | Path) -> list[tuple[str, int]]:

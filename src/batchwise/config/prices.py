@@ -6,6 +6,7 @@ Two built-in variants (see README, "Cost models"):
   bills and what the HarmonyBatch authors' code models — vCPU, memory and GPU
   memory for the billed duration plus a per-invocation fee; GPU functions are
   billed in whole seconds. Units are the authors' (CNY, inferred).
+* ``local``: this machine, sizes 0.1 vCPU up to its cores (see :func:`local_price_book`).
 * ``paper-eq6`` (variant ``paper``): the paper's Eq. 6 as printed — only vCPU or
   GPU memory, exact durations. Under it a GPU function's cost does not depend on
   its memory share, so one large GPU group nearly always wins.
@@ -13,6 +14,7 @@ Two built-in variants (see README, "Cost models"):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -86,7 +88,37 @@ class PriceBook(StrictModel):
         return step
 
 
+def local_price_book(cores: int | None = None) -> PriceBook:
+    """This machine sold by the vCPU: sizes 0.1..its cores, on-demand cloud prices.
+
+    Prices are those of a general-purpose cloud VM (USD 0.0425 per vCPU-hour, 0.0053 per
+    GB-hour, 2026): what running here displaces. Change them with your own price book
+    file (fields: ``batchwise schema prices``).
+    No GPU is sold (a GPU profile plans nothing here).
+    """
+    n = cores or os.cpu_count() or 1
+    return PriceBook(
+        name="local",
+        variant="fc",
+        currency="USD",
+        vcpu_per_s=0.0425 / 3600,
+        memory_per_gb_s=0.0053 / 3600,
+        gpu_memory_per_gb_s=0.0,
+        invocation=0.0,
+        cpu_billing_granularity_s=0.0,
+        gpu_billing_granularity_s=0.0,
+        vcpu_min=0.1,
+        vcpu_max=float(n),
+        vcpu_step=0.1,
+        gpu_memory_gb_min=1,
+        gpu_memory_gb_max=1,
+        memory_per_vcpu_min_gb=0.0,
+        memory_per_vcpu_max_gb=64.0,
+    )
+
+
 BUILTIN_PRICE_BOOKS: dict[str, PriceBook] = {
+    "local": local_price_book(),
     "alibaba-fc-2023": PriceBook(
         name="alibaba-fc-2023",
         variant="fc",

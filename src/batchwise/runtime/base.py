@@ -48,6 +48,10 @@ class Runner(ABC):
     def predict(self, batch: list[Any]) -> list[Any]:
         """Outputs for ``batch``, one per record, in order (the model must be loaded)."""
 
+    def example(self) -> Any | None:
+        """One record the model accepts (warm-up batches, profiling); None: it cannot say."""
+        return None
+
     def load(self) -> Runner:
         """Load once (idempotent); returns ``self`` so ``Runner(...).load()`` reads well."""
         if not self._loaded:

@@ -103,6 +103,9 @@ class MiniLMEncoder(Runner):
             raise TypeError(f"minilm expects text, got {type(value).__name__}")
         return value
 
+    def example(self) -> str:
+        return "a sentence to warm the encoder up"
+
     def predict(self, batch: list[Any]) -> list[np.ndarray]:
         texts = [self._text(v) for v in batch]
         if self.session is None:
@@ -150,6 +153,9 @@ class EmbeddingClassifier(Runner):
             for a, b in itertools.pairwise(self.sizes)
         ]
 
+    def example(self) -> np.ndarray:
+        return np.zeros(self.sizes[0], np.float32)
+
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         torch = self._torch
         with torch.inference_mode():
@@ -184,6 +190,9 @@ class ResNetClassifier(Runner):
         torch.manual_seed(self.seed)
         self.net = build_resnet(self.classes, self.width, self.blocks).eval()
 
+    def example(self) -> np.ndarray:
+        return np.zeros((3, 64, 64), np.float32)
+
     @staticmethod
     def _chw(value: Any) -> np.ndarray:
         x = np.asarray(value, dtype=np.float32)
@@ -214,6 +223,9 @@ class SleepModel(Runner):
     def _load(self) -> None:
         pass
 
+    def example(self) -> str:
+        return "x"
+
     def latency_s(self, batch: int) -> float:
         return self.base_s + self.per_item_s * batch
 
@@ -241,6 +253,13 @@ class OnnxModel(Runner):
         self.input = self.session.get_inputs()[0]
         self.inputs = tuple(_onnx_spec(t) for t in self.session.get_inputs())
         self.outputs = tuple(_onnx_spec(t) for t in self.session.get_outputs())
+
+    def example(self) -> np.ndarray:
+        shape = tuple(d if d > 0 else 1 for d in self.inputs[0].shape[1:])
+        dtype = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
+                 "UINT8": np.uint8, "FP16": np.float16, "BOOL": np.bool_}.get(
+            self.inputs[0].datatype, np.float32)  # fmt: skip
+        return np.zeros(shape, dtype)
 
     def predict(self, batch: list[Any]) -> list[np.ndarray]:
         x = np.stack([np.asarray(v) for v in batch])

@@ -1,0 +1,1 @@
+"""Resource enforcement on this machine: fractional vCPU allotments per instance."""

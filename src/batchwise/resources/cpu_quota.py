@@ -1,0 +1,148 @@
+"""Fractional vCPU allotments enforced by the kernel: one cgroup per instance.
+
+Why the kernel: a function size of 0.6 vCPU is what the planner prices and what the
+latency model was fitted at; only a CFS quota makes a process actually get 0.6 of a
+core, however many threads it runs. cgroup v1 (``cpu.cfs_quota_us`` /
+``cpu.cfs_period_us``) and v2 (``cpu.max``) both work where their folder is writable
+(root, or a delegated subtree). Elsewhere an instance limits itself with a duty cycle
+(:class:`DutyCycle`: after a batch that took ``t`` on ``threads`` threads it rests so
+that its average use is its allotment), which is coarser: the mechanism in force is
+reported (``mechanism``) so results are never silently unenforced.
+
+``BATCHWISE_CPU_QUOTA`` forces a mechanism: ``cgroup``, ``duty-cycle`` or ``off``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+PERIOD_US = 100_000
+"""CFS period (µs): the kernel's default; quotas are vCPU × period."""
+MIN_QUOTA_US = 1_000
+"""The kernel refuses quotas under 1 ms."""
+ENV = "BATCHWISE_CPU_QUOTA"
+CGROUP_V1 = "cgroup-v1"
+CGROUP_V2 = "cgroup-v2"
+DUTY_CYCLE = "duty-cycle"
+OFF = "off"
+V1_ROOT = Path("/sys/fs/cgroup/cpu")
+V2_ROOT = Path("/sys/fs/cgroup")
+
+
+def _writable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def _v2_parent() -> Path | None:
+    """This process's own v2 cgroup, where children may be made (needs the cpu controller)."""
+    if not (V2_ROOT / "cgroup.controllers").is_file():
+        return None
+    try:
+        line = next(ln for ln in Path("/proc/self/cgroup").read_text().splitlines()
+                    if ln.startswith("0::"))  # fmt: skip
+    except (OSError, StopIteration):
+        return None
+    parent = V2_ROOT / line[3:].lstrip("/")
+    controllers = (parent / "cgroup.controllers").read_text() if parent.is_dir() else ""
+    return parent if "cpu" in controllers.split() and _writable_dir(parent) else None
+
+
+def detect() -> str:
+    """The mechanism this process can use: cgroup-v1, cgroup-v2, duty-cycle (or off if forced)."""
+    forced = os.environ.get(ENV, "").strip().lower()
+    if forced in (OFF, DUTY_CYCLE):
+        return forced
+    if (V1_ROOT / "cpu.cfs_quota_us").is_file() and _writable_dir(V1_ROOT):
+        return CGROUP_V1
+    if _v2_parent() is not None:
+        return CGROUP_V2
+    if forced == "cgroup":
+        raise RuntimeError(f"{ENV}=cgroup but no writable cgroup (v1 {V1_ROOT} or v2) here")
+    return DUTY_CYCLE
+
+
+def quota_us(vcpu: float) -> int:
+    """CFS quota (µs per period) for ``vcpu`` (> 0)."""
+    if vcpu <= 0:
+        raise ValueError(f"vcpu must be > 0, got {vcpu}")
+    return max(MIN_QUOTA_US, round(vcpu * PERIOD_US))
+
+
+@dataclass
+class CpuQuota:
+    """One instance's allotment. ``path`` is its cgroup (None: duty cycle or off)."""
+
+    vcpu: float
+    mechanism: str
+    path: Path | None = None
+
+    @classmethod
+    def create(cls, name: str, vcpu: float, mechanism: str | None = None) -> CpuQuota:
+        """Make the cgroup for ``name`` (unique per instance) with a quota of ``vcpu``."""
+        mech = mechanism or detect()
+        if mech not in (CGROUP_V1, CGROUP_V2):
+            return cls(vcpu, mech)
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        leaf = f"{safe}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        if mech == CGROUP_V1:
+            path = V1_ROOT / "batchwise" / leaf
+            path.mkdir(parents=True)
+            (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (path / "cpu.cfs_quota_us").write_text(str(quota_us(vcpu)))
+        else:
+            parent = _v2_parent()
+            assert parent is not None
+            path = parent / f"batchwise-{leaf}"
+            path.mkdir()
+            (path / "cpu.max").write_text(f"{quota_us(vcpu)} {PERIOD_US}")
+        return cls(vcpu, mech, path)
+
+    def enter(self, pid: int | None = None) -> None:
+        """Move ``pid`` (default: this process; its future threads follow) into the cgroup."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(pid or os.getpid()))
+
+    def throttled_s(self) -> float:
+        """Seconds the kernel held the cgroup back so far (0 without a cgroup)."""
+        if self.path is None:
+            return 0.0
+        try:
+            stat = dict(ln.split() for ln in (self.path / "cpu.stat").read_text().splitlines())
+        except (OSError, ValueError):
+            return 0.0
+        if "throttled_time" in stat:  # v1: ns
+            return int(stat["throttled_time"]) / 1e9
+        return int(stat.get("throttled_usec", 0)) / 1e6
+
+    def remove(self) -> None:
+        """Delete the cgroup (its processes must have ended); best effort."""
+        if self.path is not None:
+            for _ in range(50):  # the kernel frees a cgroup shortly after its last task exits
+                try:
+                    self.path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            self.path = None
+
+
+class DutyCycle:
+    """Self-limiting where no cgroup is writable: rest after each unit of work.
+
+    A batch that took ``t`` seconds of wall time on ``threads`` busy threads used about
+    ``t * threads`` CPU-seconds; resting ``t * (threads / vcpu - 1)`` afterwards brings the
+    average down to ``vcpu``. The cost is latency: the rest happens between batches,
+    so a single batch still runs at full speed (the cgroup throttles inside it).
+    """
+
+    def __init__(self, vcpu: float, threads: int) -> None:
+        self.vcpu, self.threads = vcpu, max(1, threads)
+
+    def rest_s(self, busy_s: float) -> float:
+        return max(0.0, busy_s * (self.threads / self.vcpu - 1.0))

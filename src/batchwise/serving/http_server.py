@@ -1,0 +1,89 @@
+"""Running the gateway: in the foreground (``batchwise serve``) or on a thread (tests, ``load``).
+
+The listening socket is bound here (port 0 picks a free one, with no race between
+choosing and binding), then handed to uvicorn. The serving core starts with the
+app's lifespan, so ``/v2/health/live`` answers while instances warm up and
+``/v2/health/ready`` turns 200 once every group has a warm instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from batchwise.serving.gateway import DEFAULT_MAX_BODY, create_app
+from batchwise.serving.server import Server
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    """A :class:`Server` behind uvicorn on ``host:port``."""
+
+    def __init__(self, server: Server, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None, max_body: int = DEFAULT_MAX_BODY) -> None:  # fmt: skip
+        self.server = server
+        self.sock = bind(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.app = create_app(server, token, max_body)
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
+                                lifespan="on", timeout_graceful_shutdown=30)  # fmt: skip
+        self.uvicorn = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def serve(self) -> None:
+        await self.uvicorn.serve(sockets=[self.sock])
+
+    def start_error(self) -> BaseException | None:
+        """Why the serving core failed to start, if it did."""
+        task: Any = getattr(self.app.state, "start", None)
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
+    # -- on a thread --------------------------------------------------------------------
+    def start_thread(self, ready_timeout_s: float = 300.0) -> Gateway:
+        """Serve on a daemon thread; return once ready (raise why not, after stopping)."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()),
+                                        name="batchwise-gateway", daemon=True)  # fmt: skip
+        self._thread.start()
+        t_end = time.monotonic() + ready_timeout_s
+        while not (self.uvicorn.started and self.server.ready()):
+            err = self.start_error()
+            if err is not None or not self._thread.is_alive() or time.monotonic() > t_end:
+                self.stop()
+                raise err or RuntimeError("the gateway did not become ready")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self) -> Gateway:
+        return self.start_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

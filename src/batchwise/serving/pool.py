@@ -1,0 +1,290 @@
+"""A group's function instances: start them warm, route batches to a free one, survive deaths.
+
+Routing: a dispatched batch goes to an idle instance (each runs one batch at a time,
+so "idle" is "least loaded"); when all are busy it waits in the group's FIFO queue,
+which is what the simulator's finite-instance mode models. An instance that dies
+mid-batch (its socket closes) hands its batch back to the owner (``on_lost``), which
+retries the requests that can still meet their SLO elsewhere and answers the rest;
+a replacement is started at once unless the pool is draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from batchwise.backends.base import InstanceSpec
+from batchwise.backends.local import LocalProcesses
+from batchwise.resources.cpu_quota import CpuQuota
+from batchwise.serving import wire
+from batchwise.serving.instance import InstanceConfig
+
+log = logging.getLogger("batchwise.serving")
+
+START_TIMEOUT_S = 600.0
+"""An instance that is not warm within this is given up on (model loads are slow under quotas)."""
+
+
+@dataclass
+class Batch:
+    """Items of one dispatch. ``future`` gets ``(outputs, service_s)`` or an exception."""
+
+    id: int
+    items: list[Any]
+    future: asyncio.Future
+    attempts: int = 0
+    sent_at: float = 0.0  # when it reached an instance (server clock)
+
+
+class ModelError(RuntimeError):
+    """The model raised on a batch (HTTP 500 for its requests)."""
+
+
+class InstanceLost(RuntimeError):
+    """The instance running a batch died (its requests may be retried)."""
+
+
+@dataclass
+class Member:
+    name: str
+    quota: CpuQuota
+    sock: str
+    ready: bool = False
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    batch: Batch | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    draining: bool = False
+
+
+class GroupPool:
+    """Instances of one group on the local machine (processes under CPU quotas)."""
+
+    def __init__(self, name: str, cfg: InstanceConfig, sock_dir: str,
+                 on_lost: Callable[[Batch], None], free_estimate: Callable[[Batch], float],
+                 now: Callable[[], float]) -> None:  # fmt: skip
+        self.name, self.cfg, self.sock_dir, self.now = name, cfg, sock_dir, now
+        self.backend = LocalProcesses()
+        self.members: dict[str, Member] = {}
+        self.queue: deque[Batch] = deque()
+        self._on_lost, self._free_estimate = on_lost, free_estimate
+        self.schema: tuple[Any, Any] | None = None  # (inputs, outputs) the first instance sent
+        self._seq = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+        self.target = 0
+        self.closing = False
+        self.starts = 0
+        self.deaths = 0
+        self.start_failures = 0
+        self.last_error = ""
+        self.cold_start_s = 5.0  # spawn to warm, last measured (admission's view of a start)
+
+    # -- size ---------------------------------------------------------------------------
+    def ready_count(self) -> int:
+        return sum(m.ready and not m.draining for m in self.members.values())
+
+    def live_count(self) -> int:
+        return sum(not m.draining for m in self.members.values())
+
+    def scale_to(self, n: int) -> None:
+        """Start or drain instances until ``n`` are live (draining ones finish their batch)."""
+        self.target = n
+        live = [m for m in self.members.values() if not m.draining]
+        for _ in range(n - len(live)):
+            self._spawn()
+        if len(live) > n:  # drain the idle (or newest) ones first
+            victims = sorted(live, key=lambda m: (m.batch is not None, -m.started_at))
+            for m in victims[: len(live) - n]:
+                self._drain(m)
+
+    async def wait_ready(self, n: int, timeout_s: float = START_TIMEOUT_S) -> None:
+        t_end = time.monotonic() + timeout_s
+        while self.ready_count() < n:
+            if self.start_failures and self.ready_count() == 0 and not self._starting():
+                raise RuntimeError(f"group {self.name}: no instance started ({self.last_error})")
+            if time.monotonic() > t_end:
+                raise RuntimeError(f"group {self.name}: instances not ready in {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+
+    def _starting(self) -> bool:
+        return any(not m.ready for m in self.members.values())
+
+    def _spawn(self) -> None:
+        name = f"{self.name}-i{next(self._seq)}"
+        quota = CpuQuota.create(name, self.cfg.vcpu)
+        sock = os.path.join(self.sock_dir, f"{name}.sock")
+        cfg = replace(self.cfg, cgroup=str(quota.path) if quota.path else None,
+                      mechanism=quota.mechanism)  # fmt: skip
+        spec = InstanceSpec("batchwise.serving.instance", (sock, cfg.to_json()),
+                            cpus=max(1, cfg.threads))  # fmt: skip
+        self.backend.start(name, spec)
+        member = Member(name, quota, sock)
+        self.members[name] = member
+        self.starts += 1
+        self._track(self._connect(member))
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, m: Member) -> None:
+        t_end = time.monotonic() + START_TIMEOUT_S
+        while not os.path.exists(m.sock):
+            if self._exit_code(m.name) is not None or time.monotonic() > t_end:
+                self.start_failures += 1
+                self.last_error = f"instance {m.name} ended before it was ready"
+                log.error("group %s: %s", self.name, self.last_error)
+                self._forget(m)
+                if not self.closing and not m.draining and self.start_failures < 3:
+                    self.scale_to(self.target)
+                return
+            await asyncio.sleep(0.02)
+        m.reader, m.writer = await asyncio.open_unix_connection(m.sock)
+        hello = await wire.recv_async(m.reader)
+        if hello is None:  # died between listening and greeting: like a failed start
+            self._forget(m)
+            if not self.closing:
+                self.scale_to(self.target)
+            return
+        self.schema = self.schema or (hello[1], hello[2])
+        self.cold_start_s = time.monotonic() - m.started_at
+        m.ready = True
+        log.info("group %s: instance %s ready", self.name, m.name)
+        if m.draining:
+            self._close(m)
+            return
+        self.pump()
+
+    def _exit_code(self, name: str) -> int | None:
+        proc = self.backend.procs.get(name)
+        return None if proc is None else proc.poll()
+
+    # -- work ---------------------------------------------------------------------------
+    def submit(self, batch: Batch) -> None:
+        self.queue.append(batch)
+        self.pump()
+
+    def pump(self) -> None:
+        for m in self.members.values():
+            if not self.queue:
+                return
+            if m.ready and not m.draining and m.batch is None:
+                batch = self.queue.popleft()
+                m.batch, batch.sent_at = batch, self.now()
+                self._track(self._run(m, batch))
+
+    def free_times(self, now: float, warm_in_s: float) -> list[float]:
+        """Per live instance, when it can take a new batch (starting ones: in ``warm_in_s``)."""
+        out = []
+        for m in self.members.values():
+            if m.draining:
+                continue
+            if not m.ready:
+                out.append(now + warm_in_s)
+            elif m.batch is None:
+                out.append(now)
+            else:
+                out.append(self._free_estimate(m.batch))
+        return out
+
+    async def _run(self, m: Member, batch: Batch) -> None:
+        assert m.writer is not None and m.reader is not None
+        batch.attempts += 1
+        t0 = self.now()
+        try:
+            m.writer.write(wire.encode(("predict", batch.id, [it.record for it in batch.items])))
+            await m.writer.drain()
+            reply = await wire.recv_async(m.reader)
+        except (ConnectionError, OSError):
+            reply = None
+        busy = self.now() - t0
+        m.batch = None
+        if reply is None:  # the instance died under this batch
+            self.deaths += 1
+            code = self._exit_code(m.name)
+            log.warning("group %s: instance %s died mid-batch (%s); %d request item(s) back",
+                        self.name, m.name, code, len(batch.items))  # fmt: skip
+            self._forget(m)
+            if not self.closing and not m.draining:
+                self.scale_to(self.target)
+            self._on_lost(batch)
+        else:
+            status, _, payload, _service = reply
+            if not batch.future.done():
+                if status == "ok":
+                    batch.future.set_result((payload, busy))
+                else:
+                    batch.future.set_exception(ModelError(payload))
+            if m.draining:
+                self._close(m)
+        self.pump()
+
+    # -- shutdown -----------------------------------------------------------------------
+    def _drain(self, m: Member) -> None:
+        m.draining = True
+        if m.batch is None and m.ready:
+            self._close(m)
+
+    def _close(self, m: Member) -> None:
+        if m.writer is not None:
+            m.writer.close()  # EOF: the instance leaves
+        self._track(self._reap(m))
+
+    async def _reap(self, m: Member) -> None:
+        for _ in range(200):
+            if self._exit_code(m.name) is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            self.backend.kill(m.name)
+        self._forget(m)
+
+    def _forget(self, m: Member) -> None:
+        self.members.pop(m.name, None)
+        self.backend.poll()
+        m.quota.remove()
+        with contextlib.suppress(OSError):
+            os.unlink(m.sock)
+
+    def kill_one(self) -> str | None:
+        """SIGKILL a busy instance if any, else any (failure tests and chaos)."""
+        ranked = sorted(self.members.values(), key=lambda m: m.batch is None)
+        if not ranked:
+            return None
+        self.backend.kill(ranked[0].name)
+        return ranked[0].name
+
+    def pids(self) -> list[int]:
+        return self.backend.pids()
+
+    async def close(self) -> None:
+        """Drain: queued batches still run on live instances; then every instance leaves."""
+        self.closing = True
+        t_end = time.monotonic() + 30
+        while (self.queue or any(m.batch for m in self.members.values())) and (
+            time.monotonic() < t_end and self.ready_count()
+        ):
+            await asyncio.sleep(0.02)
+        for m in list(self.members.values()):
+            m.draining = True
+            if m.batch is None:
+                self._close(m)
+        t_end = time.monotonic() + 15
+        while self.members and time.monotonic() < t_end:
+            await asyncio.sleep(0.05)
+        self.backend.kill_all()
+        for m in list(self.members.values()):
+            self._forget(m)
+        while self.queue:
+            b = self.queue.popleft()
+            if not b.future.done():
+                b.future.set_exception(InstanceLost("the server shut down"))

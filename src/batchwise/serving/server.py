@@ -1,0 +1,379 @@
+"""The serving core: a plan's groups, each a shared ``GroupBatcher`` feeding a ``GroupPool``.
+
+One request may carry several records (the protocol's batch dimension); each record
+is one item of the plan's batches, and the request completes when all of its items
+have. Admission (:mod:`batchwise.serving.admission`) runs before anything is
+buffered; a lost batch (its instance died) is retried for the items whose SLO still
+allows it, and the others are answered 503 — never a hang, never a silent loss: every
+admitted request ends with outputs or an error, at the latest at its safety timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchwise.config.plan import GroupPlan, Plan
+from batchwise.config.prices import PriceBook
+from batchwise.config.profiles import ModelProfile
+from batchwise.perf.cost import batch_cost
+from batchwise.perf.functions import function_from_spec
+from batchwise.serving import admission
+from batchwise.serving.batcher import GroupBatcher
+from batchwise.serving.batching import MultiSloBatchPolicy, Pending
+from batchwise.serving.instance import InstanceConfig
+from batchwise.serving.metrics import ServingMetrics
+from batchwise.serving.pool import Batch, GroupPool, InstanceLost, ModelError
+from batchwise.serving.service_model import ServiceModel
+from batchwise.serving.timer import AsyncioTimer
+
+log = logging.getLogger("batchwise.serving")
+
+SAFETY_TIMEOUT_FACTOR = 20.0
+"""An admitted request still unanswered after this many SLOs (+ a start-up allowance)
+is answered 504: something is broken, and a client must never wait forever."""
+ADMISSION_MARGIN_S = 0.005
+"""Slack kept for the HTTP layer (parsing, encoding) when admitting against an SLO."""
+TARGET_UTILISATION = 0.7
+"""Instances per group are sized so that the planned load keeps them this busy."""
+
+
+class Rejected(Exception):
+    """Admission refused: 503 with ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(Exception):
+    """The request could not be served in time (instance lost, shut down): 503."""
+
+
+class UnknownApp(KeyError):
+    """No app of that name in the plan: 404."""
+
+
+@dataclass(frozen=True)
+class RunnerRef:
+    """The model every instance runs: a built-in, an ``.onnx`` file or ``module:Class``."""
+
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    base: str = "."
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    instances: int | None = None  # per group; None: sized from the plan's load
+    max_instances: int | None = None  # cap per group (None: what the cores allow)
+    admission: bool = True
+    threads: int | None = None  # runtime threads per instance (default: round(vCPU))
+
+
+@dataclass
+class Call:
+    """One admitted request: its items' outputs and the future the HTTP handler awaits."""
+
+    app: str
+    arrival: float
+    deadline: float
+    outputs: list[Any]
+    remaining: int
+    future: asyncio.Future
+
+
+@dataclass
+class Item:
+    call: Call
+    index: int
+    record: Any
+
+
+def instances_needed(group: GroupPlan, model: ServiceModel) -> int:
+    """Instances that keep the planned load at :data:`TARGET_UTILISATION` (at least 1)."""
+    rate = sum(group.rates.values())
+    b = max(1.0, group.expected_batch_size)
+    busy = rate / b * model.avg(round(b))
+    return max(1, math.ceil(busy / TARGET_UTILISATION))
+
+
+class GroupRuntime:
+    """One group: its policy, batcher, instances, service model and apps' timeouts."""
+
+    def __init__(self, index: int, plan: GroupPlan, server: Server) -> None:
+        self.index, self.plan, self.server = index, plan, server
+        self.name = f"g{index}"
+        self.fn = function_from_spec(plan.function)
+        self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
+        self.policy = MultiSloBatchPolicy(plan.batch_size, dict(plan.timeouts))
+        self.batcher = GroupBatcher(self.policy, server.timer, self._dispatch)
+        threads = server.options.threads or max(1, round(self.fn.vcpu))
+        cfg = InstanceConfig(server.runner.model, dict(server.runner.options),
+                             server.runner.base, vcpu=self.fn.vcpu, threads=threads,
+                             warmup_batch=plan.batch_size)  # fmt: skip
+        self.pool = GroupPool(self.name, cfg, server.sock_dir, self._lost, self._free_at,
+                              server.timer.now)  # fmt: skip
+        self.batch_ids = itertools.count(1)
+        self.busy_s = 0.0
+        self.cost = 0.0
+        self.batches = 0
+
+    # -- admission ----------------------------------------------------------------------
+    def load(self, now: float) -> admission.GroupLoad:
+        pending = self.batcher.pending
+        earliest = min((self.policy.deadline(p) for p in pending), default=None)
+        return admission.GroupLoad(
+            now, self.plan.batch_size, len(pending), earliest,
+            tuple(len(b.items) for b in self.pool.queue),
+            tuple(self.pool.free_times(now, self.pool.cold_start_s)),
+        )  # fmt: skip
+
+    def queue_depth(self) -> int:
+        return len(self.batcher) + sum(len(b.items) for b in self.pool.queue)
+
+    def _free_at(self, batch: Batch) -> float:
+        return batch.sent_at + self.model.avg(len(batch.items))
+
+    # -- batches ------------------------------------------------------------------------
+    def _dispatch(self, pending: Sequence[Pending]) -> None:
+        items = [self.server.items.pop(p.request_id) for p in pending]
+        self._send(items, front=False)
+
+    def _send(self, items: list[Item], front: bool) -> None:
+        future = asyncio.get_running_loop().create_future()
+        batch = Batch(next(self.batch_ids), items, future)
+        future.add_done_callback(lambda f, b=batch: self._done(b, f))
+        self.server.metrics.batch_size.labels(self.name).observe(len(items))
+        if front:
+            self.pool.queue.appendleft(batch)
+            self.pool.pump()
+        else:
+            self.pool.submit(batch)
+
+    def _done(self, batch: Batch, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            for it in batch.items:
+                _fail(it.call, exc)
+            return
+        outputs, busy = fut.result()
+        self.batches += 1
+        self.busy_s += busy
+        cost = batch_cost(self.fn, busy, self.server.prices)
+        self.cost += cost
+        self.server.metrics.cost.labels(self.name).inc(cost)
+        self.model.observe(len(batch.items), busy)
+        for it, out in zip(batch.items, outputs, strict=True):
+            call = it.call
+            if call.future.done():
+                continue
+            call.outputs[it.index] = out
+            call.remaining -= 1
+            if call.remaining == 0:
+                call.future.set_result(call.outputs)
+
+    def _lost(self, batch: Batch) -> None:
+        """Its instance died: retry items whose deadline allows one more run, fail the rest."""
+        self.server.metrics.instance_deaths.labels(self.name).inc()
+        now = self.server.timer.now()
+        retry, n = [], len(batch.items)
+        for it in batch.items:
+            if it.call.future.done():
+                continue
+            if now + self.model.worst(n) <= it.call.deadline and batch.attempts < 3:
+                retry.append(it)
+            else:
+                _fail(it.call, Unavailable("the instance serving this request died and its "
+                                           "SLO leaves no time for a retry"))  # fmt: skip
+        if retry:
+            self._send(retry, front=True)
+
+
+def _fail(call: Call, exc: BaseException) -> None:
+    if not call.future.done():
+        call.future.set_exception(exc)
+
+
+class Server:
+    """Serves a plan: routes each app's requests to its groups, admits, batches, answers."""
+
+    def __init__(self, plan: Plan, profile: ModelProfile, prices: PriceBook, runner: RunnerRef,
+                 options: ServeOptions | None = None) -> None:  # fmt: skip
+        self.plan, self.profile, self.prices, self.runner = plan, profile, prices, runner
+        self.options = options or ServeOptions()
+        self.epoch = 1
+        self.started_at = time.time()
+        self.history: list[dict[str, Any]] = []
+        self.items: dict[int, Item] = {}
+        self._ids = itertools.count(1)
+        self.metrics = ServingMetrics()
+        self.sock_dir = ""
+        self.groups: list[GroupRuntime] = []
+        self.routes: dict[str, list[tuple[GroupRuntime, float]]] = {}
+        self.slos: dict[str, float] = {}
+        self._credit: dict[str, list[float]] = {}
+        self.closing = False
+
+    @property
+    def apps(self) -> list[str]:
+        return list(self.routes)
+
+    async def start(self) -> None:
+        """Start every group's instances and wait until each group has a warm one."""
+        self.timer = AsyncioTimer()
+        self.sock_dir = tempfile.mkdtemp(prefix="batchwise-serve-")
+        self.groups = [GroupRuntime(i, g, self) for i, g in enumerate(self.plan.groups)]
+        for g in self.groups:
+            for app in g.plan.apps:
+                self.routes.setdefault(app, []).append((g, g.plan.rates[app]))
+                self.slos[app] = g.plan.slos[app]
+        for app, routes in self.routes.items():
+            self._credit[app] = [0.0] * len(routes)
+        self.metrics.bind(self)
+        cores = os.cpu_count() or 1
+        for g in self.groups:
+            n = self.options.instances or instances_needed(g.plan, g.model)
+            cap = self.options.max_instances or max(1, math.floor(cores / g.fn.vcpu))
+            g.pool.scale_to(min(n, cap))
+            self._record("start", f"group {g.name}: {min(n, cap)} instance(s) of "
+                         f"{g.fn.describe()} (planned load needs {n})")  # fmt: skip
+        await asyncio.gather(*(g.pool.wait_ready(1) for g in self.groups))
+
+    def _record(self, action: str, reason: str) -> None:
+        entry = {"time": time.time(), "epoch": self.epoch, "action": action, "reason": reason}
+        self.history.append(entry)
+        log.info("%s: %s", action, reason)
+
+    def ready(self) -> bool:
+        return bool(self.groups) and all(g.pool.ready_count() > 0 for g in self.groups)
+
+    def schema(self) -> tuple[Any, Any]:
+        for g in self.groups:
+            if g.pool.schema is not None:
+                return g.pool.schema
+        raise Unavailable("no instance is ready yet")
+
+    def _route(self, app: str) -> GroupRuntime:
+        """Smooth weighted round robin over the groups that take a share of ``app``."""
+        routes = self.routes.get(app)
+        if routes is None:
+            raise UnknownApp(app)
+        if len(routes) == 1:
+            return routes[0][0]
+        credit = self._credit[app]
+        total = sum(w for _, w in routes)
+        for i, (_, w) in enumerate(routes):
+            credit[i] += w
+        best = max(range(len(routes)), key=credit.__getitem__)
+        credit[best] -= total
+        return routes[best][0]
+
+    async def infer(self, app: str, records: list[Any]) -> list[Any]:
+        """Outputs for ``records`` of ``app``, within its SLO or an exception saying why not."""
+        group = self._route(app)
+        if self.closing:
+            raise Unavailable("the server is shutting down")
+        now = self.timer.now()
+        slo = self.slos[app]
+        deadline = now + slo
+        if self.options.admission:
+            verdict = admission.decide(group.load(now), len(records), group.policy.timeouts_s
+                                       .get(app, 0.0), deadline - ADMISSION_MARGIN_S,
+                                       group.model.avg, group.model.worst)  # fmt: skip
+            if not verdict.admit:
+                self.metrics.rejected.labels(app, "deadline").inc()
+                raise Rejected(f"app {app!r}: predicted to finish in "
+                               f"{verdict.finish_s - now:.3f} s, over its SLO of {slo} s",
+                               verdict.retry_after_s)  # fmt: skip
+        fut = asyncio.get_running_loop().create_future()
+        call = Call(app, now, deadline, [None] * len(records), len(records), fut)
+        for i, rec in enumerate(records):
+            rid = next(self._ids)
+            self.items[rid] = Item(call, i, rec)
+            group.batcher.submit(rid, app)
+        limit = slo * SAFETY_TIMEOUT_FACTOR + 2 * group.pool.cold_start_s + 10
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout=limit)
+        except TimeoutError:
+            _fail(call, Unavailable("timed out"))
+            raise Unavailable(f"no answer within {limit:.1f} s (safety timeout)") from None
+
+    def observe(self, app: str, seconds: float, code: int, admitted: bool = True) -> None:
+        self.metrics.observe(app, seconds, code, self.slos.get(app), admitted)
+
+    def plan_doc(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "plan": self.plan.model_dump(mode="json"),
+            "groups": [
+                {"group": g.name, "apps": g.plan.apps, "function": g.fn.describe(),
+                 "batch_size": g.plan.batch_size, "instances": g.pool.live_count(),
+                 "ready": g.pool.ready_count(), "target": g.pool.target,
+                 "cpu_quota": g.pool.cfg.mechanism if not g.pool.members else
+                 next(iter(g.pool.members.values())).quota.mechanism,
+                 "service_factor": round(g.model.factor, 4)}
+                for g in self.groups
+            ],
+            "history": self.history,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters a load generator reads before and after a run (cost, CPU, busy time)."""
+        pids = [p for g in self.groups for p in g.pool.pids()]
+        return {
+            "epoch": self.epoch,
+            "currency": self.prices.currency,
+            "cpu_s": _cpu_seconds(pids),
+            "groups": {g.name: {"busy_s": g.busy_s, "cost": g.cost, "batches": g.batches,
+                                "instances": g.pool.live_count(),
+                                "deaths": g.pool.deaths} for g in self.groups},
+            "apps": self.metrics.app_stats(),
+            "predicted_cost_per_request": self.plan.expected_cost_per_request,
+        }
+
+    async def close(self) -> None:
+        """Graceful: stop admitting, flush buffers, let instances finish, then stop them."""
+        self.closing = True
+        for g in self.groups:
+            g.batcher.flush()
+        await asyncio.gather(*(g.pool.close() for g in self.groups))
+        for item in list(self.items.values()):
+            _fail(item.call, Unavailable("the server shut down"))
+        self.items.clear()
+        if self.sock_dir:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) of this process, its ended children and live ``pids``.
+
+    Ended instances count through the kernel's children rusage (they were waited for),
+    so instances that died or were drained during a run are not lost from the total.
+    """
+    import psutil
+
+    me = psutil.Process().cpu_times()
+    total = me.user + me.system + me.children_user + me.children_system
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+__all__ = ["InstanceLost", "ModelError", "Rejected", "RunnerRef", "ServeOptions", "Server",
+           "Unavailable", "UnknownApp"]  # fmt: skip

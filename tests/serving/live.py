@@ -1,0 +1,37 @@
+"""Helpers for live-serving tests: a sleep-model profile, plans and a gateway on a thread."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from batchwise.config.apps import AppSpec
+from batchwise.config.prices import local_price_book
+from batchwise.config.profiles import ModelProfile
+from batchwise.planner import plan
+from batchwise.serving.http_server import Gateway
+from batchwise.serving.server import RunnerRef, ServeOptions, Server
+
+BASE_S, PER_ITEM_S = 0.01, 0.002
+
+
+def sleep_profile(base_s: float = BASE_S, per_item_s: float = PER_ITEM_S,
+                  max_batch: int = 16) -> ModelProfile:  # fmt: skip
+    """The exact latency of the ``sleep`` model (flat in vCPUs: alpha = 0)."""
+    avg = [[0.0, 1.0, base_s + per_item_s * b] for b in range(1, max_batch + 1)]
+    worst = [[0.0, 1.0, 1.3 * (base_s + per_item_s * b) + 0.005] for b in range(1, max_batch + 1)]
+    return ModelProfile(name="sleep", cpu={"avg": avg, "max": worst, "memory_base_mb": 100})
+
+
+def sleep_gateway(apps: Sequence[tuple[str, float, float]], options: ServeOptions | None = None,
+                  token: str | None = None, max_body: int | None = None,
+                  base_s: float = BASE_S, per_item_s: float = PER_ITEM_S) -> Gateway:  # fmt: skip
+    """A gateway serving the planned ``(name, slo, rate)`` apps on the sleep model."""
+    profile = sleep_profile(base_s, per_item_s)
+    prices = local_price_book()
+    specs = [AppSpec(name=n, slo=s, rate=r) for n, s, r in apps]
+    p = plan(specs, profile, prices)
+    server = Server(p, profile, prices,
+                    RunnerRef("sleep", {"base_s": base_s, "per_item_s": per_item_s}),
+                    options)  # fmt: skip
+    kwargs = {} if max_body is None else {"max_body": max_body}
+    return Gateway(server, token=token, **kwargs)
