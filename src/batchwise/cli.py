@@ -32,6 +32,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import BUILTIN_PRICE_BOOKS, load_prices
 from batchwise.config.profiles import BUILTIN_PROFILE_SET, get_profile, load_profiles
 from batchwise.errors import BatchwiseError, ConfigError
+from batchwise.loadgen.command import load_command
 from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
@@ -363,6 +364,9 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float) -
 
 MAX_INSTANCES = 10_000
 """Most instances per group in finite mode."""
+
+
+app.command("load")(load_command)
 
 
 @app.command("demo")

@@ -9,7 +9,15 @@ The prediction replays, on the group's current state, what the batcher and the p
 will do: buffered items form batches in FIFO order (full ones leave now, the last one
 at its earliest timeout), queued batches and those batches go to the instance that
 frees first, and each takes the calibrated service time. The request's last item
-finishes at ``start + L_max(its batch)``. Pure: a snapshot in, a time out.
+finishes at ``start + L_max(its batch)``, where a batch that has not left yet counts as
+full (arrivals keep joining it until it leaves). Pure: a snapshot in, a time out.
+
+What the replay cannot know (a slow batch ahead delays every one behind it; the
+gateway itself is busy) is a *queueing* error: it makes instances free later than
+predicted. ``queue_margin_s`` (learned by the server from admitted requests' actual
+finishes) is added to the time an instance frees for the request's own batch, never
+to the batcher's timeout, which is exact: so a margin can only cost admissions when
+the request would have queued, and an idle group always admits.
 """
 
 from __future__ import annotations
@@ -40,13 +48,17 @@ class Verdict:
     admit: bool
     finish_s: float  # predicted completion (absolute), inf if no instance will come
     retry_after_s: float  # 0 when admitted
+    queued: bool = False  # the finish depends on when an instance frees (not the timeout)
 
 
-def predict_finish(load: GroupLoad, items: int, timeout_s: float,
-                   avg: ServiceTime, worst: ServiceTime) -> float:  # fmt: skip
-    """When the last of ``items`` new items would be answered (absolute time)."""
+def predict_finish(
+    load: GroupLoad, items: int, timeout_s: float, avg: ServiceTime, worst: ServiceTime,
+    queue_margin_s: float = 0.0,
+) -> tuple[float, bool]:  # fmt: skip
+    """When the last of ``items`` new items would be answered (absolute time), and whether
+    that depends on an instance freeing (True) rather than on the batch's dispatch."""
     if not load.free_at:
-        return math.inf
+        return math.inf, True
     now, size = load.now, load.batch_size
     free = [max(now, t) for t in load.free_at]
     heapq.heapify(free)
@@ -66,15 +78,23 @@ def predict_finish(load: GroupLoad, items: int, timeout_s: float,
         dispatch = min(dispatch, max(now, load.earliest_deadline))
     if last == size:
         dispatch = now
-    start = max(dispatch, heapq.heappop(free))
-    return start + worst(last)
+    free_t = heapq.heappop(free)
+    queued = free_t > now and free_t + queue_margin_s > dispatch
+    start = max(dispatch, free_t + queue_margin_s) if free_t > now else dispatch
+    # A batch that does not leave now keeps taking arrivals until it is full or times
+    # out: it may run as a full batch, so that is what it is charged (as planned).
+    ran = last if dispatch <= now else size
+    return start + worst(ran), queued
 
 
-def decide(load: GroupLoad, items: int, timeout_s: float, deadline: float,
-           avg: ServiceTime, worst: ServiceTime) -> Verdict:  # fmt: skip
-    """Admit iff the predicted finish is no later than ``deadline``."""
-    finish = predict_finish(load, items, timeout_s, avg, worst)
-    if finish <= deadline:
-        return Verdict(True, finish, 0.0)
+def decide(load: GroupLoad, items: int, timeout_s: float, deadline: float, avg: ServiceTime,
+           worst: ServiceTime, queue_margin_s: float = 0.0) -> Verdict:  # fmt: skip
+    """Admit iff the predicted finish is no later than ``deadline`` or nothing queues."""
+    finish, queued = predict_finish(load, items, timeout_s, avg, worst, queue_margin_s)
+    if finish <= deadline or not queued:
+        # Not queued: an instance is free by the time the batch leaves, so the batcher's
+        # timeout (fitted to the SLO) decides; refusing would not help anyone, and an idle
+        # group that refused would never learn that service got faster again.
+        return Verdict(True, finish, 0.0, queued)
     late = finish - deadline if math.isfinite(finish) else 1.0
-    return Verdict(False, finish, max(1.0, math.ceil(late)))
+    return Verdict(False, finish, max(1.0, math.ceil(late)), queued)

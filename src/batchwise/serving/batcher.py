@@ -43,6 +43,11 @@ class GroupBatcher:
         self._pending.append(Pending(request_id, app, self._timer.now()))
         self._decide()
 
+    def set_policy(self, policy: MultiSloBatchPolicy) -> None:
+        """Swap the policy (e.g. re-timed) and decide again under it at once."""
+        self.policy = policy
+        self._decide()
+
     def flush(self) -> None:
         """Dispatch everything pending now, in batches of at most ``batch_size`` (shutdown)."""
         size = self.policy.batch_size

@@ -18,9 +18,12 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
@@ -43,6 +46,12 @@ SAFETY_TIMEOUT_FACTOR = 20.0
 is answered 504: something is broken, and a client must never wait forever."""
 ADMISSION_MARGIN_S = 0.005
 """Slack kept for the HTTP layer (parsing, encoding) when admitting against an SLO."""
+ERROR_WINDOW = 512
+"""Recent queued admitted requests whose lateness sets a group's queueing margin."""
+ERROR_QUANTILE = 0.99
+MARGIN_HALF_LIFE_S = 2.0
+"""Without new evidence the queueing margin halves this often (load changes; so does
+the error), so one bad second cannot shut admission for good."""
 TARGET_UTILISATION = 0.7
 """Instances per group are sized so that the planned load keeps them this busy."""
 
@@ -78,6 +87,7 @@ class ServeOptions:
     max_instances: int | None = None  # cap per group (None: what the cores allow)
     admission: bool = True
     threads: int | None = None  # runtime threads per instance (default: round(vCPU))
+    overhead_s: float = 0.015  # HTTP and IPC time per request kept out of batching timeouts
 
 
 @dataclass
@@ -115,7 +125,7 @@ class GroupRuntime:
         self.name = f"g{index}"
         self.fn = function_from_spec(plan.function)
         self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
-        self.policy = MultiSloBatchPolicy(plan.batch_size, dict(plan.timeouts))
+        self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
         self.batcher = GroupBatcher(self.policy, server.timer, self._dispatch)
         threads = server.options.threads or max(1, round(self.fn.vcpu))
         cfg = InstanceConfig(server.runner.model, dict(server.runner.options),
@@ -127,6 +137,47 @@ class GroupRuntime:
         self.busy_s = 0.0
         self.cost = 0.0
         self.batches = 0
+        self._errors: deque[tuple[float, float]] = deque(maxlen=ERROR_WINDOW)
+        self._learned = 0
+        self._margin = 0.0
+
+    def queue_margin(self, now: float) -> float:
+        """The 99th percentile of recent lateness of queued admitted requests, decaying."""
+        if not self._errors:
+            return 0.0
+        age = now - self._errors[-1][0]
+        return self._margin * 0.5 ** (max(0.0, age) / MARGIN_HALF_LIFE_S)
+
+    def learn(self, now: float, predicted: float) -> None:
+        """A queued admitted request predicted to finish at ``predicted`` finished ``now``.
+
+        Why: the prediction misses what it cannot see (a slow batch delays all behind it,
+        the gateway's own load); admitting against ``finish + margin`` keeps admitted
+        requests on time at the rate the margin's quantile says."""
+        self._errors.append((now, max(0.0, now - predicted)))
+        self._learned += 1
+        if len(self._errors) >= 32 and self._learned % 16 == 0:
+            q = float(np.quantile([e for _, e in self._errors], ERROR_QUANTILE))
+            self._margin = min(q, 0.5 * min(self.plan.slos.values()))
+
+    def live_timeouts(self) -> dict[str, float]:
+        """Per app: the plan's timeout, less what the HTTP layer and IPC take, and no longer
+        than the SLO leaves after today's calibrated worst full batch.
+
+        Why: the plan lets a lone request wait its whole slack at the profile's latency;
+        live, service is slower or faster than profiled and the gateway takes its share.
+        A timeout that fits the live figures keeps a request that found its instance
+        idle on time, so admission never has to refuse one (and an idle group admits)."""
+        overhead = self.server.options.overhead_s
+        worst = self.model.worst(self.plan.batch_size)
+        return {a: max(0.0, min(t, self.plan.slos[a] - worst) - overhead)
+                for a, t in self.plan.timeouts.items()}  # fmt: skip
+
+    def retime(self) -> None:
+        timeouts = self.live_timeouts()
+        if any(abs(timeouts[a] - t) > 0.001 for a, t in self.policy.timeouts_s.items()):
+            self.policy = MultiSloBatchPolicy(self.plan.batch_size, timeouts)
+            self.batcher.set_policy(self.policy)
 
     # -- admission ----------------------------------------------------------------------
     def load(self, now: float) -> admission.GroupLoad:
@@ -175,6 +226,8 @@ class GroupRuntime:
         self.cost += cost
         self.server.metrics.cost.labels(self.name).inc(cost)
         self.model.observe(len(batch.items), busy)
+        if self.batches % 8 == 0:
+            self.retime()
         for it, out in zip(batch.items, outputs, strict=True):
             call = it.call
             if call.future.done():
@@ -288,10 +341,14 @@ class Server:
         now = self.timer.now()
         slo = self.slos[app]
         deadline = now + slo
+        predicted = None
         if self.options.admission:
+            margin = group.queue_margin(now)
             verdict = admission.decide(group.load(now), len(records), group.policy.timeouts_s
                                        .get(app, 0.0), deadline - ADMISSION_MARGIN_S,
-                                       group.model.avg, group.model.worst)  # fmt: skip
+                                       group.model.avg, group.model.worst, margin)  # fmt: skip
+            if verdict.queued:
+                predicted = verdict.finish_s - margin
             if not verdict.admit:
                 self.metrics.rejected.labels(app, "deadline").inc()
                 raise Rejected(f"app {app!r}: predicted to finish in "
@@ -305,7 +362,10 @@ class Server:
             group.batcher.submit(rid, app)
         limit = slo * SAFETY_TIMEOUT_FACTOR + 2 * group.pool.cold_start_s + 10
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout=limit)
+            result = await asyncio.wait_for(asyncio.shield(fut), timeout=limit)
+            if predicted is not None:
+                group.learn(self.timer.now(), predicted)
+            return result
         except TimeoutError:
             _fail(call, Unavailable("timed out"))
             raise Unavailable(f"no answer within {limit:.1f} s (safety timeout)") from None

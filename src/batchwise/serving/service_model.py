@@ -4,10 +4,17 @@ Why calibrate: profiles are fitted on another day or machine (this one drifts by
 of percent between days); admission must predict *today's* service times or it
 either sheds requests that would have made it or admits ones that will not. The
 profile gives the shape over batch sizes; one factor, an EWMA of measured over
-predicted time, gives the level.
+predicted time, gives the level. The tail is learned as well: ``worst(b)`` is at
+least the recent 99th percentile of measured/predicted times the profile's average,
+because what makes a batch slow live (CPU-quota throttling, a busy gateway) is
+exactly what a profile measured in isolation misses.
 """
 
 from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
 
 from batchwise.config.profiles import ModelProfile
 from batchwise.perf.functions import Function
@@ -17,6 +24,11 @@ EWMA_WEIGHT = 0.2
 """Weight of the newest batch in the calibration factor."""
 FACTOR_BOUNDS = (0.2, 5.0)
 """The factor stays within these (one odd batch cannot make admission absurd)."""
+TAIL_WINDOW = 256
+"""Recent batches whose measured/predicted ratios give the tail."""
+TAIL_MIN = 16
+"""Batches needed before the learned tail is used."""
+TAIL_QUANTILE = 0.99
 
 
 class ServiceModel:
@@ -29,6 +41,8 @@ class ServiceModel:
         self._max = [0.0] + [max(model.max(fn, b), self._avg[b]) for b in range(1, top + 1)]
         self.factor = 1.0
         self.observed = 0
+        self._ratios: deque[float] = deque(maxlen=TAIL_WINDOW)
+        self.tail = 0.0  # recent high quantile of measured / profile average (0: unknown)
 
     def _b(self, b: int) -> int:
         return min(max(1, b), len(self._avg) - 1)
@@ -37,7 +51,8 @@ class ServiceModel:
         return self.factor * self._avg[self._b(b)]
 
     def worst(self, b: int) -> float:
-        return self.factor * self._max[self._b(b)]
+        b = self._b(b)
+        return max(self.factor * self._max[b], self.tail * self._avg[b])
 
     def observe(self, b: int, service_s: float) -> None:
         """A batch of ``b`` items took ``service_s`` on an instance (gateway-measured)."""
@@ -49,3 +64,6 @@ class ServiceModel:
         lo, hi = FACTOR_BOUNDS
         self.factor = min(hi, max(lo, (1 - w) * self.factor + w * ratio))
         self.observed += 1
+        self._ratios.append(ratio)
+        if len(self._ratios) >= TAIL_MIN and self.observed % 8 == 0:
+            self.tail = float(np.quantile(self._ratios, TAIL_QUANTILE))

@@ -1,0 +1,128 @@
+"""Failure paths over real HTTP: body limits, tokens, killed instances, overload, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+from live import infer_body, open_loop, sleep_gateway
+
+from batchwise.serving.server import ServeOptions
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_body_over_limit_is_413_without_reading_it():
+    with sleep_gateway([("a", 0.5, 10.0)], max_body=4096) as gw:
+        code, doc = _post(f"{gw.url}/v2/models/a/infer", b"x" * 10_000)
+        assert code == 413 and "limit" in doc["error"]
+        # Declared small but streamed (chunked, no Content-Length) past the limit: still 413.
+        conn = http.client.HTTPConnection(gw.host, gw.port, timeout=30)
+        conn.putrequest("POST", "/v2/models/a/infer")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        for _ in range(3):
+            chunk = b"y" * 3000
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        conn.send(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        assert resp.status == 413 and "error" in json.loads(resp.read())
+        code, _ = _post(f"{gw.url}/v2/models/a/infer", infer_body())
+        assert code == 200
+
+
+def test_bearer_token_guards_everything_but_health():
+    with sleep_gateway([("a", 0.5, 10.0)], token="s3cret") as gw:
+        code, doc = _post(f"{gw.url}/v2/models/a/infer", infer_body())
+        assert code == 401 and "token" in doc["error"]
+        code, _ = _post(f"{gw.url}/v2/models/a/infer", infer_body(),
+                        {"Authorization": "Bearer wrong"})  # fmt: skip
+        assert code == 401
+        code, _ = _post(f"{gw.url}/v2/models/a/infer", infer_body(),
+                        {"Authorization": "Bearer s3cret"})  # fmt: skip
+        assert code == 200
+        with urllib.request.urlopen(f"{gw.url}/v2/health/ready", timeout=10) as r:
+            assert r.status == 200
+
+
+def test_instance_killed_mid_batch_loses_no_request():
+    """Requests of a batch whose instance dies are retried elsewhere: all answered 200."""
+    apps = [("a", 3.0, 20.0)]
+    with sleep_gateway(apps, ServeOptions(instances=2), per_item_s=0.05) as gw:
+        results: list[int] = []
+
+        def client() -> None:
+            code, _ = _post(f"{gw.url}/v2/models/a/infer", infer_body(4))
+            results.append(code)
+
+        threads = [threading.Thread(target=client) for _ in range(12)]
+        for t in threads:
+            t.start()
+        pool = gw.server.groups[0].pool
+        t_end = time.monotonic() + 10
+        while not any(m.batch for m in pool.members.values()) and time.monotonic() < t_end:
+            time.sleep(0.005)
+        killed = pool.kill_one()
+        assert killed is not None
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a request hung"
+        assert results == [200] * 12
+        assert pool.deaths >= 1
+        t_end = time.monotonic() + 30  # a replacement is started
+        while pool.ready_count() < 2 and time.monotonic() < t_end:
+            time.sleep(0.05)
+        assert pool.ready_count() == 2
+
+
+def test_deadline_admission_under_3x_overload_keeps_admitted_requests_on_time():
+    """One instance, offered 3x what it can serve: refusals are quick, admitted ones on time.
+
+    The model is slow (20 ms per item) so that 3x its capacity is a rate this machine's
+    two cores generate and parse with room to spare: the test is about admission, not
+    about how many requests per second Python can parse (bench/ measures that)."""
+    slo, per_item = 0.5, 0.02
+    with sleep_gateway([("a", slo, 10.0)], ServeOptions(instances=1, max_instances=1),
+                       per_item_s=per_item) as gw:  # fmt: skip
+        b = gw.server.groups[0].plan.batch_size
+        capacity = b / (0.01 + per_item * b)
+        out = asyncio.run(open_loop(gw.url, "a", 3 * capacity, 6.0))
+    codes = np.array([c for _, c in out])
+    lat = np.array([t for t, _ in out])
+    ok, rejected = codes == 200, codes == 503
+    assert ok.sum() + rejected.sum() == len(out), set(codes.tolist())
+    assert 0.4 < rejected.mean() < 0.8, rejected.mean()  # about 2/3 must be refused
+    assert (lat[ok] <= slo).mean() >= 0.99, np.quantile(lat[ok], [0.5, 0.99])
+    assert np.quantile(lat[rejected], 0.5) < 0.05
+
+
+def test_graceful_shutdown_answers_in_flight_requests():
+    gw = sleep_gateway([("a", 5.0, 5.0)], per_item_s=0.2).start_thread()
+    results: list[int] = []
+
+    def client() -> None:
+        code, _ = _post(f"{gw.url}/v2/models/a/infer", infer_body(2))
+        results.append(code)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    gw.stop()
+    for t in threads:
+        t.join(timeout=30)
+    assert results and set(results) <= {200}, results
+    assert all(not t.is_alive() for t in threads)
