@@ -37,7 +37,9 @@ from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
 from batchwise.planner.compare import compare, rows_to_dicts
+from batchwise.profiling.command import profile_command
 from batchwise.report import compare_table, plan_table, print_table
+from batchwise.serving.command import serve_command
 
 app = typer.Typer(
     add_completion=False,
@@ -367,6 +369,8 @@ MAX_INSTANCES = 10_000
 
 
 app.command("load")(load_command)
+app.command("serve")(serve_command)
+app.command("profile")(profile_command)
 
 
 @app.command("demo")

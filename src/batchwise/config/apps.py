@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, field_validator
 
@@ -47,10 +47,23 @@ class AppSpec(StrictModel):
     rate: float = Field(gt=0, le=MAX_RATE, description="mean request arrival rate (requests/s)")
 
 
+class RunnerSpec(StrictModel):
+    """What serving instances run: a built-in runner, an ``.onnx`` file or ``module:Class``."""
+
+    model: str = Field(min_length=1, max_length=1000,
+                       description="built-in name, path to .onnx, or module:Class")  # fmt: skip
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments for its constructor"
+    )
+
+
 class AppsFile(StrictModel):
     """The on-disk apps file."""
 
     model: str = Field(min_length=1, description="model name in the profile set")
+    runner: RunnerSpec | None = Field(
+        None, description="what `serve` runs (default: the built-in runner named by `model`)"
+    )
     profiles: str | None = Field(
         None, description="built-in profile set or file (default: built-in)"
     )

@@ -24,7 +24,6 @@ import ipaddress
 import json
 import math
 import os
-import random
 import signal
 import threading
 import time
@@ -49,6 +48,7 @@ from batchwise.loadgen.report import (
     Measurement,
     plan_instances,
 )
+from batchwise.runtime import samples
 from batchwise.traces.base import ArrivalTrace
 from batchwise.traces.spec import build_trace
 
@@ -66,19 +66,10 @@ DRAIN_GRACE_S = 5.0
 """After Ctrl-C: seconds outstanding requests may still finish before they are cancelled."""
 SENTENCES = 256
 """Distinct request bodies per app with a BYTES input (request i uses body i mod 256)."""
-SENTENCE_WORDS = 12
 MAX_INPUT_ELEMENTS = 4_000_000
 """Largest numeric input (elements) a request body may carry."""
 MAX_META_CONCURRENCY = 64
 """Concurrent ``GET /v2/models/{app}`` while preparing."""
-
-_TEXT = (
-    "the quick model reads every small batch while cheap functions wait for late requests "
-    "and warm instances answer fast under tight latency goals so cost stays low across many "
-    "apps that share one plan with rates from traces of real serving days in busy regions"
-)
-_WORDS = _TEXT.split()
-
 
 # -- target ----------------------------------------------------------------------------------
 def check_target(url: str, allow_remote: bool) -> str:
@@ -116,13 +107,8 @@ def _is_loopback(host: str) -> bool:
 
 # -- request bodies --------------------------------------------------------------------------
 def sentences(seed: int, n: int = SENTENCES) -> list[str]:
-    """``n`` deterministic sentences of :data:`SENTENCE_WORDS` words."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        words = rng.choices(_WORDS, k=SENTENCE_WORDS)
-        out.append(" ".join(words).capitalize() + ".")
-    return out
+    """``n`` deterministic sentences (shared with the profiler, so it measures these)."""
+    return samples.sentences(seed, n)
 
 
 def _tensor(app: str, spec: Any, text: str) -> dict[str, Any]:

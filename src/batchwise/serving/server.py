@@ -88,6 +88,8 @@ class ServeOptions:
     admission: bool = True
     threads: int | None = None  # runtime threads per instance (default: round(vCPU))
     overhead_s: float = 0.015  # HTTP and IPC time per request kept out of batching timeouts
+    backend: str = "local"  # where instances run: local processes or Ray actors
+    ray_address: str | None = None  # Ray cluster (backend ray; None: RAY_ADDRESS or local)
 
 
 @dataclass

@@ -1,0 +1,257 @@
+"""``batchwise profile``: measure a model's CPU latency under vCPU quotas and fit its profile.
+
+Why through the serving instances: each allotment runs in a real function instance
+(:class:`~batchwise.serving.pool.GroupPool`: its own process, its own cgroup quota,
+warm before measuring), and a batch's time is measured where the gateway measures
+it (send to reply), so the profile predicts what serving will observe, IPC included.
+
+Only some batch sizes are measured (default 1, 2, 4, 8, 16, 32); latency is
+interpolated linearly in the batch size between them at each allotment, then each
+batch size 1..B gets its exponential ``L(c) = alpha exp(-c / beta) + gamma`` fitted
+over the allotments (three or more), as :mod:`batchwise.perf.fit` does for the paper's
+profiles: the mean of each cell for "avg", its 99th percentile for "max". The fit
+error is reported per measured point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from batchwise.config.profiles import CpuProfile, ModelProfile
+from batchwise.errors import ConfigError
+from batchwise.perf.fit import MAX_QUANTILE, fit_exponential
+from batchwise.runtime.registry import construct
+from batchwise.runtime.samples import sample_records
+from batchwise.serving.instance import InstanceConfig
+from batchwise.serving.pool import Batch, GroupPool
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+DEFAULT_REPEATS = 7
+MIN_VCPU = 0.1
+Progress = Callable[[str, int, int], None]
+"""``(what, done, total)``: called after every measured batch."""
+
+
+def default_vcpus(cores: int | None = None) -> tuple[float, ...]:
+    """Four allotments up to the machine's cores: 0.5, 1, 1.5, 2 on two cores."""
+    n = cores or os.cpu_count() or 1
+    return tuple(round(n * f / 4, 2) for f in (1, 2, 3, 4))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured cell and the fitted model's figures there."""
+
+    batch: int
+    vcpu: float
+    samples: int
+    mean_s: float
+    p99_s: float
+    fit_avg_s: float = 0.0
+    fit_max_s: float = 0.0
+
+    @property
+    def avg_error(self) -> float:
+        return self.fit_avg_s / self.mean_s - 1 if self.mean_s > 0 else 0.0
+
+    @property
+    def max_error(self) -> float:
+        return self.fit_max_s / self.p99_s - 1 if self.p99_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(avg_error=round(self.avg_error, 4), max_error=round(self.max_error, 4))
+        return d
+
+
+@dataclass
+class ProfileResult:
+    name: str
+    profile: ModelProfile
+    points: list[Point]
+    mechanism: str  # what enforced the allotments: cgroup-v1, cgroup-v2, duty-cycle, off
+    seconds: float
+    memory_base_mb: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        errs = [abs(p.avg_error) for p in self.points]
+        return {
+            "model": self.name, "options": self.options, "cpu_quota": self.mechanism,
+            "seconds": round(self.seconds, 2), "memory_base_mb": round(self.memory_base_mb, 1),
+            "batch_sizes": sorted({p.batch for p in self.points}),
+            "vcpus": sorted({p.vcpu for p in self.points}),
+            "fit_error_mean": round(float(np.mean(errs)), 4) if errs else None,
+            "fit_error_max": round(float(np.max(errs)), 4) if errs else None,
+            "points": [p.to_dict() for p in self.points],
+            "profile": self.profile.model_dump(mode="json"),
+        }
+
+
+def check_grid(batch_sizes: Sequence[int], vcpus: Sequence[float], repeats: int) -> None:
+    """Refuse a grid the fit cannot use, before any instance starts."""
+    if not batch_sizes or min(batch_sizes) != 1:
+        raise ConfigError("--batch-sizes must include 1 (the profile covers 1..max)",
+                          field="--batch-sizes")  # fmt: skip
+    if max(batch_sizes) > 1024 or len(set(batch_sizes)) != len(batch_sizes):
+        raise ConfigError("--batch-sizes must be distinct and at most 1024", field="--batch-sizes")
+    cores = os.cpu_count() or 1
+    if len(set(vcpus)) < 3:
+        raise ConfigError("--vcpus needs at least 3 distinct allotments (alpha, beta, gamma)",
+                          field="--vcpus")  # fmt: skip
+    bad = [c for c in vcpus if not MIN_VCPU <= c <= cores]
+    if bad:
+        raise ConfigError(f"--vcpus {bad[0]:g} is outside {MIN_VCPU}..{cores} (this machine's "
+                          "cores)", field="--vcpus")  # fmt: skip
+    if not 2 <= repeats <= 1000:
+        raise ConfigError("--repeats must be in 2..1000", field="--repeats")
+
+
+class _Item:
+    __slots__ = ("record",)
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+
+
+Cells = dict[int, list[float]]
+
+
+async def _measure_allotment(
+    model: str, options: dict[str, Any], base: str, vcpu: float, batch_sizes: Sequence[int],
+    repeats: int, records: list[Any], tick: Callable[[], None],
+) -> tuple[Cells, str, float]:  # fmt: skip
+    """Latencies per batch size on one warm instance with ``vcpu``; its quota and RSS (MB)."""
+    threads = max(1, round(vcpu))
+    cfg = InstanceConfig(model, options, base, vcpu=vcpu, threads=threads,
+                         warmup_batch=max(batch_sizes))  # fmt: skip
+    loop = asyncio.get_running_loop()
+    lost: list[Batch] = []
+    with tempfile.TemporaryDirectory(prefix="batchwise-profile-") as sock_dir:
+        pool = GroupPool(f"profile-{vcpu:g}", cfg, sock_dir, lost.append,
+                         lambda b: loop.time(), loop.time)  # fmt: skip
+        pool.scale_to(1)
+        try:
+            await pool.wait_ready(1)
+            mechanism = next(iter(pool.members.values())).quota.mechanism
+            rss = _rss_mb(pool.pids())
+            out: Cells = {}
+            for b in batch_sizes:
+                out[b] = []
+                for r in range(repeats):
+                    start = (r * b) % max(1, len(records) - b)
+                    fut = loop.create_future()
+                    pool.submit(Batch(r, [_Item(x) for x in records[start:start + b]], fut))
+                    _, busy = await fut
+                    out[b].append(busy)
+                    tick()
+            if lost:
+                raise RuntimeError(f"the instance died while profiling at {vcpu:g} vCPU")
+            return out, mechanism, rss
+        finally:
+            await pool.close()
+
+
+def _rss_mb(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+    return total
+
+
+def fit(cells: dict[float, dict[int, list[float]]]) -> tuple[CpuProfile, list[Point]]:
+    """Interpolate over batch sizes, fit an exponential over allotments per batch size."""
+    vcpus = np.array(sorted(cells))
+    measured = sorted(next(iter(cells.values())))
+    top = max(measured)
+    means = np.array([[np.mean(cells[c][b]) for b in measured] for c in vcpus])
+    highs = np.array([[np.quantile(cells[c][b], MAX_QUANTILE) for b in measured] for c in vcpus])
+    avg, worst = [], []
+    for b in range(1, top + 1):
+        m = np.array([np.interp(b, measured, means[i]) for i in range(len(vcpus))])
+        h = np.array([np.interp(b, measured, highs[i]) for i in range(len(vcpus))])
+        a = fit_exponential(vcpus, m)
+        w = fit_exponential(vcpus, np.maximum(h, m))
+        avg.append(a)
+        worst.append(w)
+    profile = CpuProfile(avg=avg, max=worst, memory_base_mb=0.0)
+    points = []
+    for i, c in enumerate(vcpus):
+        for j, b in enumerate(measured):
+            fa = _exp(avg[b - 1], c)
+            fm = _exp(worst[b - 1], c)
+            points.append(Point(b, float(c), len(cells[c][b]), float(means[i, j]),
+                                float(highs[i, j]), fa, fm))  # fmt: skip
+    return profile, points
+
+
+def _exp(p: tuple[float, float, float], c: float) -> float:
+    return float(p[0] * np.exp(-c / p[1]) + p[2])
+
+
+def profile_model(
+    model: str, options: dict[str, Any] | None = None, base: str = ".",
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, vcpus: Sequence[float] | None = None,
+    repeats: int = DEFAULT_REPEATS, name: str | None = None, progress: Progress | None = None,
+) -> ProfileResult:  # fmt: skip
+    """Measure ``model`` over ``batch_sizes`` × ``vcpus`` and fit its CPU profile."""
+    opts = dict(options or {})
+    vc = tuple(vcpus or default_vcpus())
+    sizes = tuple(sorted(batch_sizes))
+    check_grid(sizes, vc, repeats)
+    runner = construct(model, opts, base, "model")  # options are checked before any start
+    inputs = getattr(runner, "inputs", ()) or ()
+    if not inputs:
+        raise ConfigError(f"model {model!r} declares no inputs: cannot make sample records")
+    records = sample_records(inputs, max(256, 2 * max(sizes)), seed=0)
+    total = len(vc) * len(sizes) * repeats
+    done = [0]
+    t0 = time.monotonic()
+
+    async def run() -> tuple[dict[float, dict[int, list[float]]], str, float]:
+        cells: dict[float, dict[int, list[float]]] = {}
+        mech, rss = "", 0.0
+        for c in vc:
+            def tick(c: float = c) -> None:
+                done[0] += 1
+                if progress:
+                    progress(f"{c:g} vCPU", done[0], total)
+
+            cells[c], mech, r = await _measure_allotment(model, opts, base, c, sizes, repeats,
+                                                         records, tick)  # fmt: skip
+            rss = max(rss, r)
+        return cells, mech, rss
+
+    cells, mechanism, rss = asyncio.run(run())
+    cpu, points = fit(cells)
+    cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1)})
+    label = name or model
+    return ProfileResult(label, ModelProfile(name=label, cpu=cpu), points, mechanism,
+                         time.monotonic() - t0, rss, opts)  # fmt: skip
+
+
+def profile_yaml(result: ProfileResult) -> str:
+    """A profile file (``models: {NAME: {cpu: …}}``) with the measured points as comments."""
+    import yaml
+
+    head = [f"# batchwise profile of {result.name} on this machine ({os.cpu_count()} cores), "
+            f"vCPU quota by {result.mechanism}, {result.seconds:.0f} s",
+            "# batch  vcpu   mean_s    p99_s  fit_avg_err  fit_max_err"]  # fmt: skip
+    for p in result.points:
+        head.append(f"# {p.batch:5d} {p.vcpu:5.2f} {p.mean_s:8.4f} {p.p99_s:8.4f} "
+                    f"{p.avg_error:+11.1%} {p.max_error:+11.1%}")  # fmt: skip
+    body = {"models": {result.name: {"cpu": result.profile.cpu.model_dump(mode="json")}}}
+    return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)

@@ -1,0 +1,117 @@
+"""``batchwise serve APPS.yaml``: plan (profiling on first use) and serve over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from batchwise.errors import ConfigError
+from batchwise.outputs import check_output_file, write_text
+from batchwise.serving.gateway import DEFAULT_MAX_BODY
+from batchwise.serving.http_server import Gateway
+from batchwise.serving.server import ServeOptions, Server
+from batchwise.serving.setup import prepare
+
+MAX_PORT = 65535
+
+
+def serve_command(
+    apps_file: Annotated[str, typer.Argument(help="Apps file (YAML or JSON); '-' reads stdin.")],
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Profile file with the apps' model "
+            "(default: the apps file's, else this "
+            "machine's cache, else measured now)."
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Where instances run: local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (backend ray; default: RAY_ADDRESS or a local one)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Require 'Authorization: Bearer TOKEN'.", envvar="BATCHWISE_TOKEN"),
+    ] = None,
+    max_body: Annotated[int, typer.Option(help="Largest request body (bytes).")] = DEFAULT_MAX_BODY,
+    instances: Annotated[
+        int | None, typer.Option(help="Instances per group (default: sized from the plan's load).")
+    ] = None,
+    max_instances: Annotated[int | None, typer.Option(help="Most instances per group.")] = None,
+    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Planner.")] = "dp",
+    cpu_only: Annotated[bool, typer.Option(help="Re-plan on CPU functions only.")] = False,
+    admission: Annotated[
+        bool,
+        typer.Option("--admission/--no-admission", help="Deadline-aware admission (503 early)."),
+    ] = True,
+    plan_out: Annotated[
+        Path | None, typer.Option("--plan-out", help="Also write the served plan (JSON).")
+    ] = None,
+) -> None:
+    """Serve the apps over the Open Inference Protocol until Ctrl-C (then drain and stop)."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"must be 'local' or 'ray', got {backend!r}", field="--backend")
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"must be in 0..{MAX_PORT}, got {port}", field="--port")
+    if not 1024 <= max_body <= 2**31:
+        raise ConfigError(f"must be in 1024..{2**31}, got {max_body}", field="--max-body")
+    cores = os.cpu_count() or 1
+    for opt, v in (("--instances", instances), ("--max-instances", max_instances)):
+        if v is not None and not 1 <= v <= 1024:
+            raise ConfigError(f"must be in 1..1024, got {v}", field=opt)
+    if plan_out is not None:
+        check_output_file(plan_out, "--plan-out")
+    err = Console(stderr=True, soft_wrap=True)
+
+    def say(msg: str) -> None:
+        err.print(Text(f"batchwise: {msg}"))
+
+    prepared = prepare(apps_file, profile, algorithm, cpu_only, say)
+    plan = prepared.plan
+    if plan_out is not None:
+        write_text(plan_out, json.dumps(plan.model_dump(mode="json"), indent=2) + "\n")
+    options = ServeOptions(instances=instances, max_instances=max_instances, admission=admission,
+                           backend=backend, ray_address=ray_address)  # fmt: skip
+    server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
+    try:
+        gateway = Gateway(server, host, port, token, max_body)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                          field="--port") from None  # fmt: skip
+    vcpu = sum(g.function.vcpu for g in plan.groups)
+    say(f"{len(plan.groups)} group(s) for {sum(len(g.apps) for g in plan.groups)} app(s), "
+        f"{vcpu:g} vCPU per instance set on {cores} cores; profile {prepared.profile_source}; "
+        f"predicted cost {plan.expected_cost_per_request:.3g} {plan.currency}/request")  # fmt: skip
+    say(f"starting instances; gateway at {gateway.url} (ready at {gateway.url}/v2/health/ready)")
+
+    async def run() -> None:
+        task = asyncio.ensure_future(gateway.serve())
+        while not task.done():
+            if server.ready():
+                say(f"ready: {', '.join(server.apps[:8])}{' …' if len(server.apps) > 8 else ''}"
+                    f" at {gateway.url}/v2/models/APP/infer")  # fmt: skip
+                break
+            failure = gateway.start_error()
+            if failure is not None:
+                gateway.uvicorn.should_exit = True
+                await task
+                raise ConfigError(f"instances failed to start: {failure}")
+            await asyncio.sleep(0.1)
+        await task
+
+    asyncio.run(run())
+    say("stopped")
+    sys.stdout.flush()
