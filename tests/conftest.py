@@ -1,6 +1,10 @@
-"""Shared fixtures: the built-in model profiles, both price books and the paper's Table I."""
+"""Shared fixtures: the built-in model profiles, both price books, the paper's Table I and
+the sandbox every Ray test starts Ray in."""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import pytest
 
@@ -52,3 +56,26 @@ def prices_paper() -> PriceBook:
 def table1_apps() -> list[AppSpec]:
     """Table I: app1 (0.5 s, 5 req/s), app2 (0.8 s, 10 req/s), app3 (1.0 s, 20 req/s)."""
     return _table1_apps()
+
+
+def _loopback_only() -> bool:
+    """Whether this process sees no network but loopback (where Ray may run)."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@pytest.fixture(scope="module")
+def ray_sandbox(tmp_path_factory):
+    """What every Ray test needs before it starts Ray: no network but loopback (else the
+    test skips; ``make test`` runs Ray tests under ``unshare --net``), usage stats off and
+    a temporary HOME with an empty ``ray_bootstrap_config.yaml``. The environment comes
+    back as it was after the module."""
+    if not _loopback_only():
+        pytest.skip("Ray tests run only in a loopback-only network namespace (see make test)")
+    home = tmp_path_factory.mktemp("home")
+    (home / "ray_bootstrap_config.yaml").write_text("")
+    saved = dict(os.environ)
+    os.environ.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0",
+                      RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
+    yield home
+    os.environ.clear()
+    os.environ.update(saved)

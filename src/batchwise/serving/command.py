@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -113,5 +114,6 @@ def serve_command(
         await task
 
     asyncio.run(run())
-    say("stopped")
+    sig = gateway.uvicorn.exit_signal
+    say(f"stopped{f' on {signal.Signals(sig).name}' if sig else ''}: drained in-flight requests")
     sys.stdout.flush()

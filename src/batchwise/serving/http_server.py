@@ -10,15 +10,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
 from batchwise.serving.gateway import DEFAULT_MAX_BODY, create_app
 from batchwise.serving.server import Server
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that stops gracefully on SIGINT/SIGTERM without re-raising the signal.
+
+    Why: uvicorn re-raises a captured signal once it has shut down, which turns a
+    clean drain into a KeyboardInterrupt traceback; here the signal only asks for the
+    graceful shutdown (lifespan: the serving core drains), and ``exit_signal`` tells the
+    caller which one came.
+    """
+
+    exit_signal: int | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in sigs}
+
+        def handle(sig: int, frame: Any) -> None:
+            self.exit_signal = sig
+            self.handle_exit(sig, frame)
+
+        for s in sigs:
+            signal.signal(s, handle)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -45,7 +79,7 @@ class Gateway:
         self.app = create_app(server, token, max_body)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False,
                                 lifespan="on", timeout_graceful_shutdown=30)  # fmt: skip
-        self.uvicorn = uvicorn.Server(config)
+        self.uvicorn = _Uvicorn(config)
         self._thread: threading.Thread | None = None
 
     @property
