@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from batchwise.config.apps import AppSpec
 from batchwise.config.prices import local_price_book
@@ -24,7 +25,8 @@ def sleep_profile(base_s: float = BASE_S, per_item_s: float = PER_ITEM_S,
 
 def sleep_gateway(apps: Sequence[tuple[str, float, float]], options: ServeOptions | None = None,
                   token: str | None = None, max_body: int | None = None,
-                  base_s: float = BASE_S, per_item_s: float = PER_ITEM_S) -> Gateway:  # fmt: skip
+                  base_s: float = BASE_S, per_item_s: float = PER_ITEM_S,
+                  replan_window_s: float | None = None) -> Gateway:  # fmt: skip
     """A gateway serving the planned ``(name, slo, rate)`` apps on the sleep model."""
     profile = sleep_profile(base_s, per_item_s)
     prices = local_price_book()
@@ -33,8 +35,23 @@ def sleep_gateway(apps: Sequence[tuple[str, float, float]], options: ServeOption
     server = Server(p, profile, prices,
                     RunnerRef("sleep", {"base_s": base_s, "per_item_s": per_item_s}),
                     options)  # fmt: skip
+    if replan_window_s is not None:
+        server.options = replace(server.options, replan_window_s=replan_window_s,
+                                 planner=lambda a: plan(a, profile, prices))  # fmt: skip
     kwargs = {} if max_body is None else {"max_body": max_body}
     return Gateway(server, token=token, **kwargs)
+
+
+def run_load(url: str, *args: str) -> dict:
+    """``batchwise load URL ARGS --json`` in its own process (no GIL shared with the gateway)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "batchwise.cli", "load", url, *args, "--json"],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
 
 
 def infer_body(n: int = 1, text: str = "x") -> bytes:

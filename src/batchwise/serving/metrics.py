@@ -6,6 +6,7 @@ not share counters. Names follow Prometheus conventions (``_total``, ``_seconds`
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,15 @@ class ServingMetrics:
             self.queue_depth.labels(g.name).set_function(g.queue_depth)
             self.instances.labels(g.name, "ready").set_function(g.pool.ready_count)
             self.instances.labels(g.name, "live").set_function(g.pool.live_count)
+
+    def unbind(self, groups: list[Any]) -> None:
+        """Forget retired groups' series (their names never come back)."""
+        for g in groups:
+            for metric, labels in ((self.queue_depth, (g.name,)),
+                                   (self.instances, (g.name, "ready")),
+                                   (self.instances, (g.name, "live"))):  # fmt: skip
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
 
     def observe(self, app: str, seconds: float, code: int, slo: float | None,
                 admitted: bool = True) -> None:  # fmt: skip

@@ -88,6 +88,12 @@ class ServeOptions:
     admission: bool = True
     threads: int | None = None  # runtime threads per instance (default: round(vCPU))
     overhead_s: float = 0.015  # HTTP and IPC time per request kept out of batching timeouts
+    autoscale: bool = True  # instances per group follow utilisation, queue and refusals
+    scale_interval_s: float = 1.0
+    scale_down_delay_s: float = 15.0  # a smaller group must be wanted this long
+    replan_window_s: float | None = 60.0  # re-plan from observed rates (None: never)
+    rate_estimator: str = "max"  # last | ewma | max (see batchwise.scaling.rates)
+    planner: Any = None  # Callable[[list[AppSpec]], Plan] for re-planning (None: no re-plan)
     backend: str = "local"  # where instances run: local processes or Ray actors
     ray_address: str | None = None  # Ray cluster (backend ray; None: RAY_ADDRESS or local)
 
@@ -122,9 +128,10 @@ def instances_needed(group: GroupPlan, model: ServiceModel) -> int:
 class GroupRuntime:
     """One group: its policy, batcher, instances, service model and apps' timeouts."""
 
-    def __init__(self, index: int, plan: GroupPlan, server: Server) -> None:
+    def __init__(self, index: int, plan: GroupPlan, server: Server, epoch: int = 1) -> None:
         self.index, self.plan, self.server = index, plan, server
-        self.name = f"g{index}"
+        self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
+        self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.fn = function_from_spec(plan.function)
         self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
@@ -280,6 +287,7 @@ class Server:
         self.slos: dict[str, float] = {}
         self._credit: dict[str, list[float]] = {}
         self.closing = False
+        self.arrivals: dict[str, int] = {}  # per app, this re-planning window (admitted or not)
 
     @property
     def apps(self) -> list[str]:
@@ -289,22 +297,53 @@ class Server:
         """Start every group's instances and wait until each group has a warm one."""
         self.timer = AsyncioTimer()
         self.sock_dir = tempfile.mkdtemp(prefix="batchwise-serve-")
-        self.groups = [GroupRuntime(i, g, self) for i, g in enumerate(self.plan.groups)]
-        for g in self.groups:
-            for app in g.plan.apps:
-                self.routes.setdefault(app, []).append((g, g.plan.rates[app]))
-                self.slos[app] = g.plan.slos[app]
-        for app, routes in self.routes.items():
-            self._credit[app] = [0.0] * len(routes)
-        self.metrics.bind(self)
+        groups = self.build_groups(self.plan, self.epoch)
+        self._start_groups(groups, "start")
+        await asyncio.gather(*(g.pool.wait_ready(1) for g in groups))
+        self.switch_to(groups, self.plan)
+        from batchwise.serving.control import Controller
+
+        self.controller = Controller(self)
+        self.controller.start()
+
+    def build_groups(self, plan: Plan, epoch: int) -> list[GroupRuntime]:
+        return [GroupRuntime(i, g, self, epoch) for i, g in enumerate(plan.groups)]
+
+    def max_instances(self, g: GroupRuntime) -> int:
         cores = os.cpu_count() or 1
-        for g in self.groups:
+        return self.options.max_instances or max(1, math.floor(cores / g.fn.vcpu))
+
+    def _start_groups(self, groups: list[GroupRuntime], action: str) -> None:
+        for g in groups:
             n = self.options.instances or instances_needed(g.plan, g.model)
-            cap = self.options.max_instances or max(1, math.floor(cores / g.fn.vcpu))
-            g.pool.scale_to(min(n, cap))
-            self._record("start", f"group {g.name}: {min(n, cap)} instance(s) of "
-                         f"{g.fn.describe()} (planned load needs {n})")  # fmt: skip
-        await asyncio.gather(*(g.pool.wait_ready(1) for g in self.groups))
+            k = min(n, self.max_instances(g))
+            g.pool.scale_to(k)
+            self._record(action, f"group {g.name} ({', '.join(g.plan.apps[:6])}): {k} "
+                         f"instance(s) of {g.fn.describe()}, batch {g.plan.batch_size} "
+                         f"(planned load needs {n})")  # fmt: skip
+
+    def switch_to(self, groups: list[GroupRuntime], plan: Plan) -> list[GroupRuntime]:
+        """Route every new request to ``groups`` from now on; returns the previous groups.
+
+        Requests already admitted stay with the groups that admitted them (their items
+        are in those batchers and pools), so a switch fails nothing in flight."""
+        old = self.groups
+        routes: dict[str, list[tuple[GroupRuntime, float]]] = {}
+        for g in groups:
+            for app in g.plan.apps:
+                routes.setdefault(app, []).append((g, g.plan.rates[app]))
+                self.slos[app] = g.plan.slos[app]
+        self.groups, self.plan, self.routes = groups, plan, routes
+        self._credit = {app: [0.0] * len(r) for app, r in routes.items()}
+        self.metrics.bind(self)
+        return old
+
+    async def retire(self, groups: list[GroupRuntime]) -> None:
+        """Old groups: dispatch what they buffer, let their instances finish, stop them."""
+        for g in groups:
+            g.batcher.flush()
+        await asyncio.gather(*(g.pool.close() for g in groups))
+        self.metrics.unbind(groups)
 
     def _record(self, action: str, reason: str) -> None:
         entry = {"time": time.time(), "epoch": self.epoch, "action": action, "reason": reason}
@@ -338,6 +377,7 @@ class Server:
     async def infer(self, app: str, records: list[Any]) -> list[Any]:
         """Outputs for ``records`` of ``app``, within its SLO or an exception saying why not."""
         group = self._route(app)
+        self.arrivals[app] = self.arrivals.get(app, 0) + 1
         if self.closing:
             raise Unavailable("the server is shutting down")
         now = self.timer.now()
@@ -352,6 +392,7 @@ class Server:
             if verdict.queued:
                 predicted = verdict.finish_s - margin
             if not verdict.admit:
+                group.rejected += 1
                 self.metrics.rejected.labels(app, "deadline").inc()
                 raise Rejected(f"app {app!r}: predicted to finish in "
                                f"{verdict.finish_s - now:.3f} s, over its SLO of {slo} s",
@@ -408,6 +449,9 @@ class Server:
     async def close(self) -> None:
         """Graceful: stop admitting, flush buffers, let instances finish, then stop them."""
         self.closing = True
+        controller = getattr(self, "controller", None)
+        if controller is not None:
+            await controller.stop()
         for g in self.groups:
             g.batcher.flush()
         await asyncio.gather(*(g.pool.close() for g in self.groups))

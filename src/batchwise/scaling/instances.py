@@ -1,0 +1,52 @@
+"""How many instances a group wants, from what its instances did in the last interval.
+
+Why utilisation first: a group whose instances were busy ``u`` of the time needs
+``busy / target`` of them to run at the target utilisation — that is the whole
+capacity question when nothing queues. Why also queue and refusals: busy time
+saturates at 100 % of the instances there are, so at saturation the ratio alone
+asks for only ``1 / target`` times more; a queue longer than one batch per instance,
+or any refusal by admission, says demand is beyond capacity, and the group asks for
+at least one more. Guardrails (bounds, hysteresis, cooldown) are applied by the
+caller (:func:`batchwise.scaling.guardrails.guard`), as for every other scaler.
+Pure: a snapshot in, a number out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+TARGET_UTILISATION = 0.7
+"""Busy fraction instances are sized for (headroom for bursts and batching waits)."""
+
+
+@dataclass(frozen=True)
+class GroupSignal:
+    """One interval of a group. Invariant: ``interval_s > 0``; counts are of that interval."""
+
+    instances: int  # live instances (ready or starting)
+    busy_s: float  # instance-seconds spent on batches in the interval
+    interval_s: float
+    queued_items: int  # items waiting (buffered or for an instance) at its end
+    batch_size: int
+    rejected: int  # requests refused by admission in the interval
+
+
+@dataclass(frozen=True)
+class Want:
+    instances: int
+    reason: str
+
+
+def want_instances(sig: GroupSignal, target: float = TARGET_UTILISATION) -> Want:
+    """Instances the group should have, and why (for the scaling history)."""
+    n = max(1, sig.instances)
+    util = sig.busy_s / (sig.interval_s * n)
+    want = max(1, math.ceil(sig.busy_s / sig.interval_s / target - 1e-9))
+    why = f"busy {util:.0%} of {n} instance(s) (target {target:.0%})"
+    backlog = sig.queued_items > sig.batch_size * n
+    if sig.rejected > 0 or backlog:
+        want = max(want, n + 1)
+        why += (f"; {sig.rejected} refused" if sig.rejected else "") + (
+            f"; {sig.queued_items} items queued" if backlog else "")
+    return Want(want, why)

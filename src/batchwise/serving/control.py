@@ -1,0 +1,162 @@
+"""The serving control loop: instances per group every second, the plan every window.
+
+Two time scales, as the issue of reactive autoscaling asks. Within seconds, each
+group's instances follow what they did (:func:`~batchwise.scaling.instances.want_instances`
+through the shared guardrails: up at once, down only after it has been wanted for
+``scale_down_delay_s``, bounded by the cores), so a step in load is absorbed long
+before the next re-plan while admission protects the SLOs meanwhile. Every window,
+the apps' rates are estimated (:class:`~batchwise.scaling.rates.RateEstimator`,
+predictive by default) and the plan is made again; a different plan becomes a new
+epoch: its instances start, routing switches once each new group has a warm one,
+and the old groups drain. Every decision is recorded with its reason (``/v1/plan``
+``history`` and the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from batchwise.config.apps import AppSpec
+from batchwise.config.plan import Plan
+from batchwise.scaling.guardrails import Guardrails, GuardState, guard
+from batchwise.scaling.instances import GroupSignal, want_instances
+from batchwise.scaling.rates import RateEstimator
+
+if TYPE_CHECKING:
+    from batchwise.serving.server import GroupRuntime, Server
+
+log = logging.getLogger("batchwise.serving")
+
+SCALE_COOLDOWN_S = 2.0
+"""Least time between two changes of a group's instances (a new one must get warm)."""
+TIMEOUT_TOLERANCE = 0.02
+"""Plans whose timeouts differ by less than this fraction are the same plan."""
+
+
+def same_plan(a: Plan, b: Plan) -> bool:
+    """Same groups, functions and batch sizes, and timeouts within the tolerance."""
+    if len(a.groups) != len(b.groups):
+        return False
+    for ga, gb in zip(a.groups, b.groups, strict=True):
+        if (ga.apps, ga.function, ga.batch_size) != (gb.apps, gb.function, gb.batch_size):
+            return False
+        for app, t in ga.timeouts.items():
+            if abs(gb.timeouts[app] - t) > TIMEOUT_TOLERANCE * max(t, 1e-3):
+                return False
+    return True
+
+
+class Controller:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.opts = server.options
+        self._task: asyncio.Task[None] | None = None
+        self._guards: dict[str, GuardState] = {}
+        self._seen: dict[str, tuple[float, int]] = {}  # group -> (busy_s, rejected) last time
+        self.rates = RateEstimator(self.opts.rate_estimator)
+        self.rates.seed(server.plan.app_rates())
+        self._replanning = False
+        self._replan_task: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._replan_task is not None and not self._replan_task.done():
+            self._replan_task.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        window = self.opts.replan_window_s
+        next_replan = loop.time() + window if window else None
+        while not self.server.closing:
+            await asyncio.sleep(self.opts.scale_interval_s)
+            try:
+                if self.opts.autoscale and self.opts.instances is None:
+                    self.scale_step(loop.time())
+                if next_replan is not None and loop.time() >= next_replan and window:
+                    next_replan += window
+                    counts = dict(self.server.arrivals)
+                    self.server.arrivals.clear()
+                    self.rates.observe(counts, window)
+                    if self.opts.planner is not None and not self._replanning:
+                        self._replan_task = asyncio.ensure_future(self.replan())
+            except Exception:  # a control step must never take serving down
+                log.exception("control step failed")
+
+    # -- horizontal ---------------------------------------------------------------------
+    def _rails(self, g: GroupRuntime) -> Guardrails:
+        return Guardrails(1, self.server.max_instances(g), SCALE_COOLDOWN_S, 0.0,
+                          self.opts.scale_down_delay_s)  # fmt: skip
+
+    def scale_step(self, now: float) -> None:
+        cores = os.cpu_count() or 1
+        for g in self.server.groups:
+            busy0, rej0 = self._seen.get(g.name, (g.busy_s, g.rejected))
+            self._seen[g.name] = (g.busy_s, g.rejected)
+            live = g.pool.live_count()
+            sig = GroupSignal(live, g.busy_s - busy0, self.opts.scale_interval_s,
+                              g.queue_depth(), g.plan.batch_size, g.rejected - rej0)  # fmt: skip
+            want = want_instances(sig)
+            state = self._guards.get(g.name, GuardState(live, now))
+            value, state = guard(want.instances, state, now, self._rails(g))
+            if value > live:  # the machine's cores bound all groups together
+                others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
+                             if o is not g)  # fmt: skip
+                room = int((cores - others) // g.fn.vcpu)
+                value = max(live, min(value, room))
+                state = GuardState(value, state.last_change if value == live else now)
+            self._guards[g.name] = state
+            if value != live:
+                g.pool.scale_to(value)
+                self.server._record("scale", f"group {g.name}: {live} -> {value} instance(s): "
+                                    f"{want.reason}")  # fmt: skip
+
+    # -- re-planning --------------------------------------------------------------------
+    async def replan(self) -> None:
+        server = self.server
+        self._replanning = True
+        try:
+            rates = self.rates.estimate()
+            apps = [AppSpec(name=a, slo=server.slos[a], rate=rates.get(a, self.rates.floor))
+                    for a in server.apps]  # fmt: skip
+            plan = await asyncio.get_running_loop().run_in_executor(None, self.opts.planner,
+                                                                     apps)  # fmt: skip
+            shown = ", ".join(f"{a.name} {a.rate:.3g}" for a in apps[:6])
+            if same_plan(plan, server.plan):
+                server._record("replan", f"kept the plan: rates ({self.opts.rate_estimator}) "
+                               f"{shown} req/s")  # fmt: skip
+                return
+            epoch = server.epoch + 1
+            groups = server.build_groups(plan, epoch)
+            server._record("replan", f"epoch {epoch}: rates ({self.opts.rate_estimator}) "
+                           f"{shown} req/s -> {len(plan.groups)} group(s), predicted cost "
+                           f"{plan.expected_cost_per_request:.3g} {plan.currency}/request",
+                           )  # fmt: skip
+            server._start_groups(groups, "start")
+            await asyncio.gather(*(g.pool.wait_ready(1) for g in groups))
+            if server.closing:
+                await asyncio.gather(*(g.pool.close() for g in groups))
+                return
+            server.epoch = epoch
+            old = server.switch_to(groups, plan)
+            self._guards.clear()
+            server._record("switch", f"epoch {epoch} serving; draining "
+                           f"{', '.join(g.name for g in old)}")  # fmt: skip
+            await server.retire(old)
+        except Exception as exc:
+            server._record("replan", f"failed, kept epoch {server.epoch}: {exc}")
+            log.exception("re-planning failed")
+        finally:
+            self._replanning = False
+
+
+__all__: list[Any] = ["Controller", "same_plan"]
