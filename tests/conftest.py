@@ -79,3 +79,9 @@ def ray_sandbox(tmp_path_factory):
     yield home
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def batchwise_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One profile cache for the tests that serve MiniLM (it is profiled once, ~40 s)."""
+    return tmp_path_factory.mktemp("batchwise-cache")

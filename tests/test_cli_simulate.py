@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCHWISE = Path(sys.executable).with_name("batchwise")
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BATCHWISE), *args], cwd=cwd, capture_output=True, text=True, timeout=240
-    )
+        [str(BATCHWISE), *args], cwd=cwd, capture_output=True, text=True, timeout=400,
+        env=env,
+    )  # fmt: skip
 
 
 def test_plan_then_simulate_json_with_replan_and_plots(tmp_path):
@@ -61,10 +63,17 @@ def test_simulate_missing_trace_file_names_it(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_demo_json_runs_end_to_end(tmp_path):
-    r = run("demo", "--out", str(tmp_path), "--duration", "120", "--json")
+def test_demo_json_runs_end_to_end_including_live_minilm_serving(tmp_path, batchwise_cache):
+    env = {**os.environ, "BATCHWISE_CACHE": str(batchwise_cache)}
+    r = run("demo", "--out", str(tmp_path), "--duration", "120", "--live-duration", "6",
+            "--json", env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
+    live = out["live"]
+    assert live["requests"] > 50 and live["errors"] == 0
+    assert live["slo_attainment"] >= 0.95 and live["cost_per_request_measured"] > 0
+    assert set(live["apps"]) == {"chat", "search", "tagging", "digest"}
+    assert (tmp_path / "live-timeline.png").stat().st_size > 5_000
     algos = [row["algorithm"] for row in out["compare"]]
     assert algos == ["dp", "harmony", "batch", "mbs", "per-app", "cpu-only", "gpu-only", "exact"]
     norm = {row["algorithm"]: row["normalized_cost"] for row in out["compare"]}

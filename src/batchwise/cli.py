@@ -381,14 +381,23 @@ def demo_cmd(
     duration: Annotated[
         float, typer.Option(help="Simulated seconds of the shipped traces.")
     ] = 1800.0,
+    live_duration: Annotated[
+        float, typer.Option(help="Seconds of live load on the served MiniLM apps (0: none).")
+    ] = 60.0,
+    live_scale: Annotated[float, typer.Option(help="Live load as a multiple of the plan.")] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """End to end: plan the VGG-19 example with every planner, simulate, plot."""
+    """End to end: plan the VGG-19 example with every planner, simulate, plot; then serve
+    four apps on MiniLM over HTTP, load them and report (profiling MiniLM on first use)."""
     from batchwise.demo import run_demo
 
     check_output_dir(out, "--out")
     _positive("--duration", duration, 1.0, MAX_DURATION_S)
-    report = run_demo(out, duration, console if not as_json else None)
+    if live_duration != 0:
+        _positive("--live-duration", live_duration, 1.0, 3600.0)
+    _positive("--live-scale", live_scale, 0.01, 100.0)
+    report = run_demo(out, duration, console if not as_json else None, live_duration,
+                      live_scale)  # fmt: skip
     if as_json:
         _emit_json(report)
 

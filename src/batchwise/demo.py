@@ -1,16 +1,19 @@
-"""The end-to-end demo behind ``make demo``: plan, compare, simulate, re-plan, plot.
+"""The end-to-end demo behind ``make demo``: plan, compare, simulate, re-plan, plot, serve.
 
 Workload: the HarmonyBatch paper's Table I (VGG-19; SLO/rate 0.5 s/5, 0.8 s/10,
 1.0 s/20 req/s). Arrivals: the shipped per-minute traces app1..app3 (from the
 Azure Functions trace, as the paper uses) replayed as they are — their real
 rates (≈7.5, 15.6, 28.7 req/s) differ from the nominal ones, which is exactly
-when re-planning every minute pays off.
+when re-planning every minute pays off. Then the live path: four apps on the real
+MiniLM encoder served over HTTP and loaded (:mod:`batchwise.serving.demo_live`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from rich.markup import escape
 
 from batchwise.config.apps import AppSpec
 from batchwise.config.prices import load_prices
@@ -31,7 +34,8 @@ SIMULATED = ("dp", "harmony", "mbs", "batch")
 """Planners whose plans the demo replays (the default first)."""
 
 
-def run_demo(out: Path, duration_s: float, console: Any | None) -> dict[str, Any]:
+def run_demo(out: Path, duration_s: float, console: Any | None, live_s: float = 0.0,
+             live_scale: float = 1.0) -> dict[str, Any]:  # fmt: skip
     """Run the demo; print tables to ``console`` (if given); return the JSON report."""
     from batchwise.report import compare_table, plan_table, print_table
 
@@ -76,7 +80,24 @@ def run_demo(out: Path, duration_s: float, console: Any | None) -> dict[str, Any
         print_table(_summary_table(sims, prices.currency), console)
         for p in pngs:
             console.print(f"plot written to {p}")
+    live = None
+    if live_s > 0:
+        from batchwise.serving.demo_live import run_live
+
+        say(f"[bold]3. Serve four apps on MiniLM live over HTTP, load them ({live_s:.0f} s)[/]")
+        live = run_live(out, live_s, live_scale, lambda m: say(escape(m)))
+        pngs.append(live["plot"])
+        say(f"  {live['requests']} requests: SLO attainment {live['slo_attainment']:.2%} of "
+            f"admitted, {live['admitted_fraction']:.2%} admitted, p99 {live['p99_s']:.3f} s; "
+            f"cost/request {live['cost_per_request_measured']:.3g} measured vs "
+            f"{live['cost_per_request_predicted']:.3g} predicted {live['currency']}; "
+            f"{live['cpu_s_per_1000']:.1f} CPU-s per 1000 requests")  # fmt: skip
+        for app, a in live["apps"].items():
+            say(f"    {escape(app):8s} SLO {a['slo_s']:.1f} s: {a['slo_attainment']:.2%} "
+                f"within, p50 {a['p50_s']:.3f} s, p99 {a['p99_s']:.3f} s, "
+                f"{a['rejected']} refused")  # fmt: skip
     report = {
+        "live": live,
         "model": profile.name,
         "prices": prices.name,
         "currency": prices.currency,

@@ -7,31 +7,37 @@ test`` runs ``-m ray`` under ``unshare --net``), in the ``ray_sandbox`` of conft
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
+from live import infer_body, sleep_gateway
 
 from batchwise.serving.instance import InstanceConfig
 from batchwise.serving.pool import Batch, ModelError
 from batchwise.serving.ray_pool import RAY_QUOTA, RayGroupPool
+from batchwise.serving.server import ServeOptions
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
 SLEEP = InstanceConfig("sleep", {"base_s": 0.01, "per_item_s": 0.001}, vcpu=0.5)
 GATE_MODEL = '''
+import os
 import time
 from pathlib import Path
 
 
 class Gate:
-    """Says it loaded; its warm-up waits for the file ``gate``; ``boom`` raises."""
+    """Writes its OMP_NUM_THREADS once loaded; its warm-up waits for ``gate``; ``boom`` raises."""
 
     def __init__(self, gate, loaded):
         self.gate = Path(gate)
-        Path(loaded).touch()
+        Path(loaded).write_text(os.environ.get("OMP_NUM_THREADS", ""))
 
     def example(self):
         return "warm"
@@ -62,9 +68,12 @@ def ray_address(ray_sandbox):
     c.shutdown()
 
 
-def make_pool(cfg: InstanceConfig, address: str, lost: list[Batch] | None = None) -> RayGroupPool:
-    on_lost = (lost.append if lost is not None else
-               lambda b: pytest.fail(f"batch {b.id} lost"))  # fmt: skip
+def make_pool(cfg: InstanceConfig, address: str | None,
+              lost: list[Batch] | None = None) -> RayGroupPool:  # fmt: skip
+    def unexpected(b: Batch) -> None:  # fails the test where it awaits the batch
+        b.future.set_exception(AssertionError(f"batch {b.id} lost"))
+
+    on_lost = lost.append if lost is not None else unexpected
     return RayGroupPool("g0", cfg, on_lost, lambda b: b.sent_at + 0.1, time.monotonic,
                         address=address)  # fmt: skip
 
@@ -80,11 +89,32 @@ async def until(cond, timeout_s: float = 60.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def test_no_address_starts_a_local_ray_with_every_core(ray_sandbox, monkeypatch):
+    """First in the module: it needs Ray not yet initialised (``ray_address`` is lazy)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert not ray.is_initialized()
+
+    async def main() -> None:
+        pool = make_pool(SLEEP, None)
+        assert ray.cluster_resources()["CPU"] == os.cpu_count()
+        pool.scale_to(1)
+        await pool.wait_ready(1, timeout_s=120)
+        b = batch(1, ["q"])
+        pool.submit(b)
+        assert (await asyncio.wait_for(b.future, 30))[0] == ["q"]
+        await pool.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        ray.shutdown()
+
+
 def test_ready_only_after_warm_up_and_model_errors_are_model_errors(ray_address, tmp_path):
     (tmp_path / "bw_gate.py").write_text(GATE_MODEL)
     gate, loaded = tmp_path / "gate", tmp_path / "loaded"
     cfg = InstanceConfig("bw_gate:Gate", {"gate": str(gate), "loaded": str(loaded)},
-                         str(tmp_path), vcpu=0.5)  # fmt: skip
+                         str(tmp_path), vcpu=0.5, threads=2)  # fmt: skip
 
     async def main() -> None:
         pool = make_pool(cfg, ray_address)
@@ -94,6 +124,7 @@ def test_ready_only_after_warm_up_and_model_errors_are_model_errors(ray_address,
         # The model is loaded: only the warm-up is left, and the actor must not count yet.
         await asyncio.sleep(0.3)
         assert not ready.done() and pool.ready_count() == 0 and pool.live_count() == 1
+        assert loaded.read_text() == "2"  # runtime threads: cfg.threads, not num_cpus
         gate.touch()
         await asyncio.wait_for(ready, 60)
         assert pool.ready_count() == 1 and pool.schema is not None
@@ -174,3 +205,35 @@ def test_close_drains_the_queue_then_kills_the_actors(ray_address):
             await asyncio.wait_for(actor.run.remote(["late"]), 30)
 
     asyncio.run(main())
+
+
+def test_gateway_on_ray_actors_loses_no_request_when_one_dies(ray_address):
+    """The whole server on RayGroupPool: a killed actor's requests are retried, all 200."""
+    options = ServeOptions(instances=2, backend="ray", ray_address=ray_address)
+    with sleep_gateway([("a", 3.0, 20.0)], options, per_item_s=0.05) as gw:
+        pool = gw.server.groups[0].pool
+        assert isinstance(pool, RayGroupPool)
+        results: list[int] = []
+
+        def client() -> None:
+            req = urllib.request.Request(f"{gw.url}/v2/models/a/infer", data=infer_body(4))
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert json.loads(r.read())["outputs"][0]["data"] == ["x"] * 4
+                results.append(r.status)
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        t_end = time.monotonic() + 30
+        while not any(m.batch for m in pool.members.values()) and time.monotonic() < t_end:
+            time.sleep(0.005)
+        assert pool.kill_one() is not None
+        for t in threads:
+            t.join(timeout=60)
+        assert results == [200] * 8 and pool.deaths == 1
+        doc = gw.server.plan_doc()["groups"][0]
+        assert doc["cpu_quota"] == RAY_QUOTA
+        t_end = time.monotonic() + 60  # a replacement is started
+        while pool.ready_count() < 2 and time.monotonic() < t_end:
+            time.sleep(0.05)
+        assert pool.ready_count() == 2 and gw.server.stats()["groups"]["g0"]["deaths"] == 1

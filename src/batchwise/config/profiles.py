@@ -51,6 +51,11 @@ class CpuProfile(_Strict):
     memory_base_mb: float = Field(
         ge=0, le=MAX_MEMORY_MB, description="b0 in the memory floor a*b + b0 (MB)"
     )
+    vcpu_range: tuple[Positive, Positive] | None = Field(
+        None,
+        description="[lo, hi] vCPUs the fit was measured over; planners consider only "
+        "sizes inside it (an exponential fit says little beyond its data)",
+    )
 
     @model_validator(mode="after")
     def _same_length(self) -> CpuProfile:
@@ -58,6 +63,8 @@ class CpuProfile(_Strict):
             raise ValueError(
                 f"avg has {len(self.avg)} batch sizes but max has {len(self.max)}; they must match"
             )
+        if self.vcpu_range is not None and self.vcpu_range[0] > self.vcpu_range[1]:
+            raise ValueError("vcpu_range: lo must not exceed hi")
         for i, triple in enumerate((*self.avg, *self.max)):
             if triple[0] + triple[2] <= 0:
                 raise ValueError(f"batch {i % len(self.avg) + 1}: alpha + gamma must be > 0")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from batchwise.config.prices import PriceBook
-from batchwise.config.profiles import ModelProfile
+from batchwise.config.profiles import CpuProfile, ModelProfile
 
 Kind = Literal["cpu", "gpu"]
 
@@ -73,10 +73,14 @@ def gpu_function(profile: ModelProfile, gpu_memory_gb: int, prices: PriceBook) -
     return Function("gpu", vcpu, mem_gb, gpu_memory_gb)
 
 
-def cpu_grid(prices: PriceBook) -> list[float]:
-    """Every CPU size the platform sells, in vCPUs."""
+def cpu_grid(prices: PriceBook, cpu: CpuProfile | None = None) -> list[float]:
+    """Every CPU size the platform sells, in vCPUs (within ``cpu.vcpu_range`` if it has one)."""
     n = math.floor((prices.vcpu_max - prices.vcpu_min) / prices.vcpu_step + 1e-9)
-    return [round(prices.vcpu_min + i * prices.vcpu_step, 4) for i in range(n + 1)]
+    sizes = [round(prices.vcpu_min + i * prices.vcpu_step, 4) for i in range(n + 1)]
+    if cpu is not None and cpu.vcpu_range is not None:
+        lo, hi = cpu.vcpu_range
+        sizes = [c for c in sizes if lo - 1e-9 <= c <= hi + 1e-9]
+    return sizes
 
 
 def gpu_grid(profile: ModelProfile, prices: PriceBook) -> list[int]:

@@ -95,7 +95,7 @@ def _check_size(profile: ModelProfile, prices: PriceBook, kinds: tuple[str, ...]
     """Refuse a grid above MAX_TABLE_ROWS before enumerating it (it would take minutes)."""
     rows = 0
     if "cpu" in kinds and profile.cpu is not None:
-        rows += profile.cpu.max_batch * len(cpu_grid(prices))
+        rows += profile.cpu.max_batch * len(cpu_grid(prices, profile.cpu))
     if "gpu" in kinds and profile.gpu is not None:
         rows += profile.gpu.max_batch * len(gpu_grid(profile, prices))
     if rows > MAX_TABLE_ROWS:
@@ -130,7 +130,7 @@ def _build_table(
     mx: list[float] = []
     if "cpu" in kinds and profile.cpu is not None:
         for b in range(1, profile.cpu.max_batch + 1):
-            for c in cpu_grid(prices):
+            for c in cpu_grid(prices, profile.cpu):
                 fn = cpu_function(profile, b, c, prices)
                 if fn is not None:
                     fns.append(fn)

@@ -187,7 +187,8 @@ def fit(cells: dict[float, dict[int, list[float]]]) -> tuple[CpuProfile, list[Po
         w = fit_exponential(vcpus, np.maximum(h, m))
         avg.append(a)
         worst.append(w)
-    profile = CpuProfile(avg=avg, max=worst, memory_base_mb=0.0)
+    profile = CpuProfile(avg=avg, max=worst, memory_base_mb=0.0,
+                         vcpu_range=(float(vcpus.min()), float(vcpus.max())))  # fmt: skip
     points = []
     for i, c in enumerate(vcpus):
         for j, b in enumerate(measured):

@@ -5,9 +5,10 @@ Why utilisation first: a group whose instances were busy ``u`` of the time needs
 capacity question when nothing queues. Why also queue and refusals: busy time
 saturates at 100 % of the instances there are, so at saturation the ratio alone
 asks for only ``1 / target`` times more; a queue longer than one batch per instance,
-or any refusal by admission, says demand is beyond capacity, and the group asks for
-at least one more. Guardrails (bounds, hysteresis, cooldown) are applied by the
-caller (:func:`batchwise.scaling.guardrails.guard`), as for every other scaler.
+or refusals by admission while the instances are at least half as busy as targeted,
+say demand is beyond capacity, and the group asks for at least one more. Guardrails
+(bounds, hysteresis, cooldown) are applied by the caller
+(:func:`batchwise.scaling.guardrails.guard`), as for every other scaler.
 Pure: a snapshot in, a number out.
 """
 
@@ -45,7 +46,9 @@ def want_instances(sig: GroupSignal, target: float = TARGET_UTILISATION) -> Want
     want = max(1, math.ceil(sig.busy_s / sig.interval_s / target - 1e-9))
     why = f"busy {util:.0%} of {n} instance(s) (target {target:.0%})"
     backlog = sig.queued_items > sig.batch_size * n
-    if sig.rejected > 0 or backlog:
+    # Refusals at low utilisation are not a capacity problem (a tight SLO against a slow
+    # batch): more instances would only cost their start-up CPU.
+    if backlog or (sig.rejected > 0 and util >= target / 2):
         want = max(want, n + 1)
         why += (f"; {sig.rejected} refused" if sig.rejected else "") + (
             f"; {sig.queued_items} items queued" if backlog else "")

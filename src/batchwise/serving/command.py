@@ -16,6 +16,7 @@ from rich.text import Text
 
 from batchwise.errors import ConfigError
 from batchwise.outputs import check_output_file, write_text
+from batchwise.scaling.rates import ESTIMATORS
 from batchwise.serving.gateway import DEFAULT_MAX_BODY
 from batchwise.serving.http_server import Gateway
 from batchwise.serving.server import ServeOptions, Server
@@ -58,6 +59,15 @@ def serve_command(
         bool,
         typer.Option("--admission/--no-admission", help="Deadline-aware admission (503 early)."),
     ] = True,
+    window: Annotated[
+        float, typer.Option(help="Re-plan every this many seconds from observed rates (0: never).")
+    ] = 60.0,
+    rate_estimator: Annotated[
+        str, typer.Option(help="Rates to re-plan for: last, ewma or max (of both).")
+    ] = "max",
+    autoscale: Annotated[
+        bool, typer.Option("--autoscale/--no-autoscale", help="Instances follow the load.")
+    ] = True,
     plan_out: Annotated[
         Path | None, typer.Option("--plan-out", help="Also write the served plan (JSON).")
     ] = None,
@@ -73,6 +83,11 @@ def serve_command(
     for opt, v in (("--instances", instances), ("--max-instances", max_instances)):
         if v is not None and not 1 <= v <= 1024:
             raise ConfigError(f"must be in 1..1024, got {v}", field=opt)
+    if window != 0 and not 1 <= window <= 86400:
+        raise ConfigError(f"must be 0 or in 1..86400 seconds, got {window}", field="--window")
+    if rate_estimator not in ESTIMATORS:
+        raise ConfigError(f"must be one of {', '.join(ESTIMATORS)}, got {rate_estimator!r}",
+                          field="--rate-estimator")  # fmt: skip
     if plan_out is not None:
         check_output_file(plan_out, "--plan-out")
     err = Console(stderr=True, soft_wrap=True)
@@ -84,8 +99,12 @@ def serve_command(
     plan = prepared.plan
     if plan_out is not None:
         write_text(plan_out, json.dumps(plan.model_dump(mode="json"), indent=2) + "\n")
-    options = ServeOptions(instances=instances, max_instances=max_instances, admission=admission,
-                           backend=backend, ray_address=ray_address)  # fmt: skip
+    options = ServeOptions(
+        instances=instances, max_instances=max_instances, admission=admission,
+        backend=backend, ray_address=ray_address, autoscale=autoscale,
+        replan_window_s=window or None, rate_estimator=rate_estimator,
+        planner=prepared.replanner(),
+    )  # fmt: skip
     server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
     try:
         gateway = Gateway(server, host, port, token, max_body)

@@ -108,7 +108,7 @@ class Controller:
             want = want_instances(sig)
             state = self._guards.get(g.name, GuardState(live, now))
             value, state = guard(want.instances, state, now, self._rails(g))
-            if value > live:  # the machine's cores bound all groups together
+            if value > live and self.opts.backend == "local":  # the cores bound all groups
                 others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
                              if o is not g)  # fmt: skip
                 room = int((cores - others) // g.fn.vcpu)

@@ -206,19 +206,27 @@ class GroupPool:
             reply = await wire.recv_async(m.reader)
         except (ConnectionError, OSError):
             reply = None
-        busy = self.now() - t0
-        m.batch = None
         if reply is None:  # the instance died under this batch
+            self._settle(m, batch, None, self.now() - t0, f"exit {self._exit_code(m.name)}")
+        else:
+            status, _, payload, _service = reply
+            self._settle(m, batch, (status, payload), self.now() - t0)
+
+    def _settle(self, m: Member, batch: Batch, result: tuple[str, Any] | None, busy: float,
+                why: str = "") -> None:  # fmt: skip
+        """After a batch, whatever the transport: answer it, or hand it back if the instance
+        died (``result`` None), replace the dead, close a draining one, route the next."""
+        m.batch = None
+        if result is None:
             self.deaths += 1
-            code = self._exit_code(m.name)
             log.warning("group %s: instance %s died mid-batch (%s); %d request item(s) back",
-                        self.name, m.name, code, len(batch.items))  # fmt: skip
+                        self.name, m.name, why, len(batch.items))  # fmt: skip
             self._forget(m)
             if not self.closing and not m.draining:
                 self.scale_to(self.target)
             self._on_lost(batch)
         else:
-            status, _, payload, _service = reply
+            status, payload = result
             if not batch.future.done():
                 if status == "ok":
                     batch.future.set_result((payload, busy))

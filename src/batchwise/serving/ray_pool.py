@@ -38,7 +38,7 @@ from typing import Any
 from batchwise.batch.ray_backend import _ray
 from batchwise.resources.cpu_quota import CpuQuota
 from batchwise.serving.instance import Instance, InstanceConfig
-from batchwise.serving.pool import START_TIMEOUT_S, Batch, GroupPool, Member, ModelError
+from batchwise.serving.pool import START_TIMEOUT_S, Batch, GroupPool, Member
 
 log = logging.getLogger("batchwise.serving")
 
@@ -156,26 +156,8 @@ class RayGroupPool(GroupPool):
         except errors.RayError as exc:  # the actor, its worker or its node died
             died = exc
         busy = self.now() - t0
-        m.batch = None
-        # From here on: GroupPool._run after its reply (keep the two in step).
-        if died is not None:
-            self.deaths += 1
-            log.warning("group %s: instance %s died mid-batch (%s); %d request item(s) back",
-                        self.name, m.name, _last_line(died), len(batch.items))  # fmt: skip
-            self._forget(m)
-            if not self.closing and not m.draining:
-                self.scale_to(self.target)
-            self._on_lost(batch)
-        else:
-            status, payload = result
-            if not batch.future.done():
-                if status == "ok":
-                    batch.future.set_result((payload, busy))
-                else:
-                    batch.future.set_exception(ModelError(payload))
-            if m.draining:
-                self._close(m)
-        self.pump()
+        self._settle(m, batch, None if died is not None else result, busy,
+                     _last_line(died) if died is not None else "")  # fmt: skip
 
     # -- end ------------------------------------------------------------------------------
     def _close(self, m: Member) -> None:

@@ -52,6 +52,8 @@ ERROR_QUANTILE = 0.99
 MARGIN_HALF_LIFE_S = 2.0
 """Without new evidence the queueing margin halves this often (load changes; so does
 the error), so one bad second cannot shut admission for good."""
+RAY_MAX_INSTANCES = 64
+"""Instances per group on Ray unless ``--max-instances`` says otherwise."""
 TARGET_UTILISATION = 0.7
 """Instances per group are sized so that the planned load keeps them this busy."""
 
@@ -140,8 +142,15 @@ class GroupRuntime:
         cfg = InstanceConfig(server.runner.model, dict(server.runner.options),
                              server.runner.base, vcpu=self.fn.vcpu, threads=threads,
                              warmup_batch=plan.batch_size)  # fmt: skip
-        self.pool = GroupPool(self.name, cfg, server.sock_dir, self._lost, self._free_at,
-                              server.timer.now)  # fmt: skip
+        self.pool: GroupPool
+        if server.options.backend == "ray":
+            from batchwise.serving.ray_pool import RayGroupPool
+
+            self.pool = RayGroupPool(self.name, cfg, self._lost, self._free_at, server.timer.now,
+                                     address=server.options.ray_address)  # fmt: skip
+        else:
+            self.pool = GroupPool(self.name, cfg, server.sock_dir, self._lost, self._free_at,
+                                  server.timer.now)  # fmt: skip
         self.batch_ids = itertools.count(1)
         self.busy_s = 0.0
         self.cost = 0.0
@@ -310,8 +319,14 @@ class Server:
         return [GroupRuntime(i, g, self, epoch) for i, g in enumerate(plan.groups)]
 
     def max_instances(self, g: GroupRuntime) -> int:
+        """Most instances of ``g``: ``--max-instances``, else what this machine's cores hold
+        (on Ray: RAY_MAX_INSTANCES, since pending actors are what makes a cluster grow)."""
+        if self.options.max_instances:
+            return self.options.max_instances
+        if self.options.backend == "ray":
+            return RAY_MAX_INSTANCES
         cores = os.cpu_count() or 1
-        return self.options.max_instances or max(1, math.floor(cores / g.fn.vcpu))
+        return max(1, math.floor(cores / g.fn.vcpu))
 
     def _start_groups(self, groups: list[GroupRuntime], action: str) -> None:
         for g in groups:

