@@ -51,7 +51,7 @@ class CpuProfile(_Strict):
     memory_base_mb: float = Field(
         ge=0, le=MAX_MEMORY_MB, description="b0 in the memory floor a*b + b0 (MB)"
     )
-    vcpu_range: tuple[Positive, Positive] | None = Field(
+    vcpu_range: tuple_of(tuple[Positive, Positive]) | None = Field(
         None,
         description="[lo, hi] vCPUs the fit was measured over; planners consider only "
         "sizes inside it (an exponential fit says little beyond its data)",
