@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   — create .venv, install, run the end-to-end demo (embedded default)
+#   make demo   — create .venv, install, run the end-to-end demo (embedded default): plan,
+#                 simulate, then serve four apps on MiniLM live over HTTP, load, report
 #   make test   — create .venv, install, run the test suite
 PY ?= python3.11
 VENV ?= .venv
