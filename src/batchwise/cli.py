@@ -37,6 +37,7 @@ from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
 from batchwise.planner.compare import compare, rows_to_dicts
+from batchwise.planner.objective import OBJECTIVES
 from batchwise.profiling.command import profile_command
 from batchwise.report import compare_table, plan_table, print_table
 from batchwise.serving.command import serve_command
@@ -56,6 +57,14 @@ ERROR_LOG = Path(tempfile.gettempdir()) / "batchwise-error.log"
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 AlgoOpt = Annotated[
     Algorithm, typer.Option("--algorithm", "-a", help="Planner to use.", case_sensitive=False)
+]
+ObjectiveOpt = Annotated[
+    str,
+    typer.Option(
+        "--objective",
+        help="Cost to minimise per group: full-batch (the paper's Eq. 6) or expected "
+        "(with Poisson batch sizes, what is paid).",
+    ),
 ]
 EqOpt = Annotated[
     str, typer.Option("--eq-timeout", help="Equivalent-timeout formula: eq5 (paper) or tightest.")
@@ -94,11 +103,14 @@ def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def _options(eq_timeout: str) -> PlannerOptions:
+def _options(eq_timeout: str, objective: str = "full-batch") -> PlannerOptions:
     if eq_timeout not in ("eq5", "tightest"):
         raise ConfigError(f"must be 'eq5' or 'tightest', got {eq_timeout!r}", field="--eq-timeout")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"must be one of {', '.join(OBJECTIVES)}, got {objective!r}",
+                          field="--objective")  # fmt: skip
     formula: EqTimeoutFormula = "eq5" if eq_timeout == "eq5" else "tightest"
-    return PlannerOptions(eq_timeout=formula)
+    return PlannerOptions(eq_timeout=formula, objective=objective)
 
 
 def _positive(option: str, value: float, low: float, high: float) -> float:
@@ -146,11 +158,12 @@ def plan_cmd(
         Path | None, typer.Option("--output", "-o", help="Also write the plan JSON here.")
     ] = None,
     eq_timeout: EqOpt = "eq5",
+    objective: ObjectiveOpt = "full-batch",
 ) -> None:
     """Group apps and pick functions, batch sizes and timeouts at minimum cost."""
     if output is not None:
         check_output_file(output, "--output")
-    options = _options(eq_timeout)
+    options = _options(eq_timeout, objective)
     wl = load_workload(apps_file)
     with _status(f"planning {len(wl.apps)} apps with {algorithm.value}", len(wl.apps)):
         p = _make_plan(wl, algorithm.value, options)
@@ -168,6 +181,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart here.")] = None,
     eq_timeout: EqOpt = "eq5",
+    objective: ObjectiveOpt = "full-batch",
 ) -> None:
     """Run every planner on one workload and compare costs.
 
@@ -175,7 +189,7 @@ def compare_cmd(
     """
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
-    options = _options(eq_timeout)
+    options = _options(eq_timeout, objective)
     wl = load_workload(apps_file)
     with _status(f"comparing planners on {len(wl.apps)} apps", len(wl.apps)) as say:
         rows, _ = compare(list(wl.apps), wl.profile, wl.prices, options=options, on_planner=say)

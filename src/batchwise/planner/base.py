@@ -40,6 +40,7 @@ class PlannerOptions:
     """Knobs shared by planners."""
 
     eq_timeout: EqTimeoutFormula = "eq5"  # equivalent-timeout formula (see perf.timeout)
+    objective: str = "full-batch"  # or "expected" (see planner.objective)
 
 
 DEFAULT_OPTIONS = PlannerOptions()
@@ -246,6 +247,14 @@ class TablePlanner(ABC):
         if len(table) == 0:
             raise PlanningError(_empty_table_reason(profile, prices, self.kinds))
         parts = self.partition(list(apps), table, profile, prices, options)
+        if options.objective == "expected":
+            from batchwise.planner.objective import expected_row
+
+            lm = LatencyModel(profile.cpu, profile.gpu)
+            for part in parts:
+                row = expected_row(table, part.summary(options.eq_timeout), lm, prices)
+                if row is not None:
+                    part.row = row
         return assemble_plan(self.name, parts, table, profile, prices, options, watch)
 
     @abstractmethod

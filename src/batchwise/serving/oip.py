@@ -192,7 +192,8 @@ def _numbers(flat: list[Any], dtype: str, where: str) -> np.ndarray:
     if dtype.startswith(("INT", "UINT")) and not all(isinstance(v, int) for v in flat):
         raise ProtocolError(f"{where}.data: {dtype} elements must be integers")
     try:
-        arr = np.asarray(flat, dtype=NUMPY_DTYPES[dtype])
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught just below
+            arr = np.asarray(flat, dtype=NUMPY_DTYPES[dtype])
     except (OverflowError, ValueError) as exc:
         raise ProtocolError(f"{where}.data: does not fit {dtype} ({exc})") from None
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():

@@ -29,6 +29,8 @@ from batchwise.serving.instance import InstanceConfig
 
 log = logging.getLogger("batchwise.serving")
 
+MAX_START_FAILURES = 3
+"""Failed starts in a row after which a group stops starting instances (a broken model)."""
 START_TIMEOUT_S = 600.0
 """An instance that is not warm within this is given up on (model loads are slow under quotas)."""
 
@@ -140,29 +142,36 @@ class GroupPool:
         t_end = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(m.sock):
             if self._exit_code(m.name) is not None or time.monotonic() > t_end:
-                self.start_failures += 1
-                self.last_error = f"instance {m.name} ended before it was ready"
-                log.error("group %s: %s", self.name, self.last_error)
-                self._forget(m)
-                if not self.closing and not m.draining and self.start_failures < 3:
-                    self.scale_to(self.target)
+                self._start_failed(m, f"instance {m.name} ended before it was ready")
                 return
             await asyncio.sleep(0.02)
         m.reader, m.writer = await asyncio.open_unix_connection(m.sock)
         hello = await wire.recv_async(m.reader)
-        if hello is None:  # died between listening and greeting: like a failed start
-            self._forget(m)
-            if not self.closing:
-                self.scale_to(self.target)
+        if hello is None:
+            self._start_failed(m, f"instance {m.name} died before its greeting")
             return
-        self.schema = self.schema or (hello[1], hello[2])
+        self._became_ready(m, (hello[1], hello[2]), "")
+
+    def _became_ready(self, m: Member, schema: tuple[Any, Any], detail: str) -> None:
+        """A warm instance: take its schema, note its start-up time, route work to it."""
+        self.start_failures = 0  # consecutive failures: a good start resets them
+        self.schema = self.schema or schema
         self.cold_start_s = time.monotonic() - m.started_at
         m.ready = True
-        log.info("group %s: instance %s ready", self.name, m.name)
+        log.info("group %s: instance %s ready%s", self.name, m.name, detail)
         if m.draining:
             self._close(m)
             return
         self.pump()
+
+    def _start_failed(self, m: Member, why: str) -> None:
+        """A start that did not reach ready; retried up to MAX_START_FAILURES in a row."""
+        self.start_failures += 1
+        self.last_error = why
+        log.error("group %s: %s", self.name, why)
+        self._forget(m)
+        if not self.closing and not m.draining and self.start_failures < MAX_START_FAILURES:
+            self.scale_to(self.target)
 
     def _exit_code(self, name: str) -> int | None:
         proc = self.backend.procs.get(name)

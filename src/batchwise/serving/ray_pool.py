@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -123,24 +122,13 @@ class RayGroupPool(GroupPool):
         except (errors.RayError, TimeoutError) as exc:
             if m.name not in self.members:  # closed (or killed by close) while starting
                 return
-            self.start_failures += 1
-            self.last_error = f"instance {m.name} ended before it was ready: {_last_line(exc)}"
-            log.error("group %s: %s", self.name, self.last_error)
-            self._forget(m)
-            if not self.closing and not m.draining and self.start_failures < 3:
-                self.scale_to(self.target)
+            self._start_failed(m, f"instance {m.name} ended before it was ready: "
+                               f"{_last_line(exc)}")  # fmt: skip
             return
         if m.name not in self.members:
             return
         m.local = node == self._node
-        self.schema = self.schema or (inputs, outputs)
-        self.cold_start_s = time.monotonic() - m.started_at
-        m.ready = True
-        log.info("group %s: instance %s ready (Ray actor, pid %s)", self.name, m.name, m.pid)
-        if m.draining:
-            self._close(m)
-            return
-        self.pump()
+        self._became_ready(m, (inputs, outputs), f" (Ray actor, pid {m.pid})")
 
     # -- work -----------------------------------------------------------------------------
     async def _run(self, m: ActorMember, batch: Batch) -> None:  # type: ignore[override]

@@ -1,0 +1,50 @@
+"""The instance-count policy and the rate estimators (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchwise.scaling.instances import GroupSignal, want_instances
+from batchwise.scaling.rates import RateEstimator
+
+
+def sig(**kw) -> GroupSignal:
+    base = dict(instances=2, busy_s=0.0, interval_s=1.0, queued_items=0, batch_size=8,
+                rejected=0)  # fmt: skip
+    base.update(kw)
+    return GroupSignal(**base)
+
+
+@pytest.mark.parametrize(("busy", "want"), [(0.0, 1), (0.7, 1), (0.71, 2), (1.4, 2), (2.0, 3)])
+def test_instances_follow_busy_time_at_the_target_utilisation(busy, want):
+    assert want_instances(sig(busy_s=busy)).instances == want
+
+
+def test_a_backlog_or_refusals_at_load_ask_for_one_more():
+    assert want_instances(sig(busy_s=1.0, queued_items=17)).instances == 3
+    w = want_instances(sig(busy_s=1.0, rejected=3))
+    assert w.instances == 3 and "3 refused" in w.reason
+
+
+def test_refusals_at_low_utilisation_add_nothing():
+    assert want_instances(sig(busy_s=0.2, rejected=5)).instances == 1
+
+
+def test_last_ewma_and_max_estimators():
+    est = {m: RateEstimator(m) for m in ("last", "ewma", "max")}
+    for e in est.values():
+        e.seed({"a": 10.0})
+        e.observe({"a": 600}, 60.0)  # 10 req/s
+        e.observe({"a": 3000}, 60.0)  # a rise to 50 req/s
+    assert est["last"].estimate()["a"] == 50
+    assert est["ewma"].estimate()["a"] == pytest.approx(30)
+    assert est["max"].estimate()["a"] == 50  # follows the rise at once
+    for e in est.values():
+        e.observe({"a": 0}, 60.0)  # a quiet window
+    assert est["last"].estimate()["a"] == pytest.approx(1e-3)  # floored, never 0
+    assert est["max"].estimate()["a"] == pytest.approx(15)  # falls back gradually
+
+
+def test_unknown_estimator_is_refused():
+    with pytest.raises(ValueError, match="one of"):
+        RateEstimator("median")

@@ -1,0 +1,75 @@
+"""Deadline-aware admission: the replay of batcher and pool, on hand-made group states."""
+
+from __future__ import annotations
+
+import math
+
+from batchwise.serving.admission import GroupLoad, decide, predict_finish
+
+
+def avg(b: int) -> float:
+    return 0.01 + 0.01 * b  # seconds per batch of b
+
+
+def worst(b: int) -> float:
+    return 1.5 * avg(b)
+
+
+def load(**kw) -> GroupLoad:
+    base = dict(now=100.0, batch_size=4, buffered=0, earliest_deadline=None, queued=(),
+                free_at=(100.0,))  # fmt: skip
+    base.update(kw)
+    return GroupLoad(**base)
+
+
+def test_an_idle_group_charges_the_timeout_and_a_full_batch():
+    finish, queued = predict_finish(load(), 1, 0.2, avg, worst)
+    assert not queued
+    assert math.isclose(finish, 100.0 + 0.2 + worst(4))
+
+
+def test_a_request_that_fills_the_batch_leaves_now():
+    finish, queued = predict_finish(load(buffered=3, earliest_deadline=100.15), 1, 0.2, avg,
+                                    worst)  # fmt: skip
+    assert math.isclose(finish, 100.0 + worst(4)) and not queued
+
+
+def test_joining_a_partial_batch_leaves_at_its_earliest_deadline():
+    finish, _ = predict_finish(load(buffered=1, earliest_deadline=100.05), 1, 0.2, avg, worst)
+    assert math.isclose(finish, 100.05 + worst(4))
+
+
+def test_queued_batches_delay_the_start_and_the_margin_adds_to_it():
+    state = load(queued=(4, 4), free_at=(100.3,))
+    finish, queued = predict_finish(state, 4, 0.2, avg, worst)
+    assert queued
+    assert math.isclose(finish, 100.3 + 2 * avg(4) + worst(4))
+    later, _ = predict_finish(state, 4, 0.2, avg, worst, queue_margin_s=0.1)
+    assert math.isclose(later, finish + 0.1)
+
+
+def test_the_margin_never_delays_a_request_that_would_not_queue():
+    finish, queued = predict_finish(load(), 1, 0.2, avg, worst, queue_margin_s=5.0)
+    assert not queued and math.isclose(finish, 100.0 + 0.2 + worst(4))
+
+
+def test_requests_over_several_batches_finish_with_their_last_item():
+    finish, _ = predict_finish(load(free_at=(100.0, 100.0)), 9, 0.2, avg, worst)
+    # two full batches leave now on two instances; the ninth item waits its timeout
+    assert math.isclose(finish, 100.0 + 0.2 + worst(4))
+
+
+def test_decide_refuses_late_queued_requests_with_a_retry_after():
+    state = load(queued=(4,) * 10, free_at=(100.5,))
+    v = decide(state, 1, 0.2, deadline=100.4, avg=avg, worst=worst)
+    assert not v.admit and v.retry_after_s >= 1 and v.finish_s > 100.4
+
+
+def test_decide_always_admits_when_nothing_queues_even_past_the_deadline():
+    v = decide(load(), 1, 0.2, deadline=100.1, avg=avg, worst=worst)
+    assert v.admit and not v.queued
+
+
+def test_no_instance_means_no_admission():
+    v = decide(load(free_at=()), 1, 0.2, deadline=200.0, avg=avg, worst=worst)
+    assert not v.admit and math.isinf(v.finish_s)

@@ -1,0 +1,35 @@
+"""Service times calibrated from measured batches."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchwise.config.profiles import ModelProfile
+from batchwise.perf.functions import Function
+from batchwise.serving.service_model import ServiceModel
+
+
+@pytest.fixture
+def model() -> ServiceModel:
+    prof = ModelProfile(name="m", cpu={"avg": [[0, 1, 0.01 * b] for b in range(1, 9)],
+                                       "max": [[0, 1, 0.015 * b] for b in range(1, 9)],
+                                       "memory_base_mb": 10})  # fmt: skip
+    return ServiceModel(prof, Function("cpu", 1.0, 1.0), 8)
+
+
+def test_the_first_batch_sets_the_level_and_later_ones_move_it_slowly(model):
+    assert model.avg(4) == pytest.approx(0.04)
+    model.observe(4, 0.08)  # twice as slow as profiled
+    assert model.factor == pytest.approx(2.0) and model.avg(2) == pytest.approx(0.04)
+    model.observe(4, 0.04)
+    assert 1.0 < model.factor < 2.0
+
+
+def test_the_tail_is_learned_from_recent_ratios(model):
+    for i in range(64):
+        model.observe(4, 0.04 if i % 10 else 0.12)  # every tenth batch 3x slower
+    assert model.worst(4) >= 0.04 * 2.5
+
+
+def test_batches_beyond_the_profile_use_its_largest(model):
+    assert model.avg(100) == model.avg(8)
