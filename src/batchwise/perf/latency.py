@@ -81,6 +81,8 @@ class LatencyModel:
     def max(self, fn: Function, batch: int) -> float:
         if fn.kind == "cpu":
             assert self.cpu is not None
-            return float(cpu_max(self.cpu, batch, fn.vcpu))
+            # Fitted separately, the "max" curve can dip under the "avg" one between
+            # measured sizes; a maximum below the mean is never meant.
+            return float(max(cpu_max(self.cpu, batch, fn.vcpu), cpu_avg(self.cpu, batch, fn.vcpu)))
         assert self.gpu is not None
         return float(gpu_max(self.gpu, batch, fn.gpu_memory_gb, fn.vcpu))

@@ -141,6 +141,8 @@ class GroupPool:
     async def _connect(self, m: Member) -> None:
         t_end = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(m.sock):
+            if m.draining and self._exit_code(m.name) is not None:
+                return  # stopped on purpose while starting; _reap forgets it
             if self._exit_code(m.name) is not None or time.monotonic() > t_end:
                 self._start_failed(m, f"instance {m.name} ended before it was ready")
                 return
@@ -248,12 +250,14 @@ class GroupPool:
     # -- shutdown -----------------------------------------------------------------------
     def _drain(self, m: Member) -> None:
         m.draining = True
-        if m.batch is None and m.ready:
+        if m.batch is None:  # idle, or still starting (not worth finishing its load)
             self._close(m)
 
     def _close(self, m: Member) -> None:
         if m.writer is not None:
             m.writer.close()  # EOF: the instance leaves
+        else:  # still starting (no connection yet): SIGTERM ends it at once (nothing in flight)
+            self.backend.drain(m.name)
         self._track(self._reap(m))
 
     async def _reap(self, m: Member) -> None:

