@@ -32,6 +32,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import BUILTIN_PRICE_BOOKS, load_prices
 from batchwise.config.profiles import BUILTIN_PROFILE_SET, get_profile, load_profiles
 from batchwise.errors import BatchwiseError, ConfigError
+from batchwise.loadgen.command import TraceOpt as SimTraceOpt
 from batchwise.loadgen.command import load_command
 from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
@@ -282,16 +283,6 @@ def _at(source: str, lines: Any, field: str) -> str:
     return f"{source}:{line}: {field}" if line else f"{source}: {field}"
 
 
-SimTraceOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--trace",
-        "-t",
-        help="Arrivals: 'poisson', or [APP=]minute:FILE|app1..app4, [APP=]rps:FILE, "
-        "[APP=]timestamps:FILE. Repeatable. Without APP= the shape drives every other app, "
-        "rescaled to its planned rate.",
-    ),
-]
 
 
 @app.command("simulate")

@@ -7,9 +7,7 @@ usage stats off, no dashboard and a temporary HOME.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -26,19 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 N = 240
 
 
-def _loopback_only() -> bool:
-    return [name for _, name in socket.if_nameindex()] == ["lo"]
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    if not _loopback_only():
-        pytest.skip("Ray tests run only in a loopback-only network namespace (see make test)")
-    home = tmp_path_factory.mktemp("home")
-    (home / "ray_bootstrap_config.yaml").write_text("")
-    saved = dict(os.environ)
-    os.environ.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0",
-                      RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # fmt: skip
+def cluster(ray_sandbox):
     from ray.cluster_utils import Cluster
 
     args = {"include_dashboard": False, "node_ip_address": "127.0.0.1"}
@@ -49,8 +36,6 @@ def cluster(tmp_path_factory):
     yield c, nodes, args
     ray.shutdown()
     c.shutdown()
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def make_job(tmp_path: Path, address: str) -> Path:

@@ -40,7 +40,7 @@ MAX_TIMEOUT_S = 3600.0
 EXIT_INTERRUPTED = 130
 """Exit status of a run stopped early (128 + the signal: 130 Ctrl-C, 143 SIGTERM)."""
 
-TraceOpt = Annotated[
+TraceOpt = Annotated[  # also `simulate --trace` (one option, one help text)
     list[str] | None,
     typer.Option(
         "--trace",
