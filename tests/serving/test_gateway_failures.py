@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import threading
@@ -10,8 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
-from live import infer_body, open_loop, sleep_gateway
+from live import infer_body, run_load, sleep_gateway
 
 from batchwise.serving.server import ServeOptions
 
@@ -92,21 +90,20 @@ def test_deadline_admission_under_3x_overload_keeps_admitted_requests_on_time():
     """One instance, offered 3x what it can serve: refusals are quick, admitted ones on time.
 
     The model is slow (20 ms per item) so that 3x its capacity is a rate this machine's
-    two cores generate and parse with room to spare: the test is about admission, not
-    about how many requests per second Python can parse (bench/ measures that)."""
-    slo, per_item = 0.5, 0.02
-    with sleep_gateway([("a", slo, 10.0)], ServeOptions(instances=1, max_instances=1),
+    two cores generate and parse with room to spare, and the load comes from
+    ``batchwise load`` in its own process (a client sharing the gateway's GIL delays
+    both): the test is about admission, not about how fast Python parses (bench/ is)."""
+    slo, per_item, rate = 0.5, 0.02, 10.0
+    with sleep_gateway([("a", slo, rate)], ServeOptions(instances=1, max_instances=1),
                        per_item_s=per_item) as gw:  # fmt: skip
         b = gw.server.groups[0].plan.batch_size
         capacity = b / (0.01 + per_item * b)
-        out = asyncio.run(open_loop(gw.url, "a", 3 * capacity, 6.0))
-    codes = np.array([c for _, c in out])
-    lat = np.array([t for t, _ in out])
-    ok, rejected = codes == 200, codes == 503
-    assert ok.sum() + rejected.sum() == len(out), set(codes.tolist())
-    assert 0.4 < rejected.mean() < 0.8, rejected.mean()  # about 2/3 must be refused
-    assert (lat[ok] <= slo).mean() >= 0.99, np.quantile(lat[ok], [0.5, 0.99])
-    assert np.quantile(lat[rejected], 0.5) < 0.05
+        report = run_load(gw.url, "--duration", "6", "--rate-scale", f"{3 * capacity / rate:.3f}")
+    assert report["errors"] == 0, report["by_code"]
+    assert report["ok"] + report["rejected"] == report["requests"]
+    assert 0.4 < 1 - report["admitted_fraction"] < 0.8, report["admitted_fraction"]  # ~2/3
+    assert report["slo_attainment"] >= 0.99, (report["p50_s"], report["p99_s"])
+    assert report["apps"]["a"]["reject_p99_s"] < 0.1
 
 
 def test_graceful_shutdown_answers_in_flight_requests():
