@@ -59,34 +59,3 @@ def infer_body(n: int = 1, text: str = "x") -> bytes:
 
     return json.dumps({"inputs": [{"name": "input", "shape": [n], "datatype": "BYTES",
                                    "data": [text] * n}]}).encode()  # fmt: skip
-
-
-async def open_loop(url: str, app: str, rate: float, duration_s: float, seed: int = 0,
-                    body: bytes | None = None) -> list[tuple[float, int]]:  # fmt: skip
-    """Poisson requests at ``rate`` for ``duration_s``: (latency from scheduled time, status)."""
-    import asyncio
-
-    import aiohttp
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    times = np.cumsum(rng.exponential(1 / rate, int(rate * duration_s * 1.5) + 10))
-    times = times[times < duration_s]
-    data = body or infer_body()
-    loop = asyncio.get_running_loop()
-    out: list[tuple[float, int]] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000)) as s:
-        t0 = loop.time()
-
-        async def one(t: float) -> None:
-            await asyncio.sleep(max(0.0, t0 + t - loop.time()))
-            try:
-                async with s.post(f"{url}/v2/models/{app}/infer", data=data,
-                                  timeout=aiohttp.ClientTimeout(total=60)) as r:  # fmt: skip
-                    await r.read()
-                    out.append((loop.time() - (t0 + t), r.status))
-            except (aiohttp.ClientError, TimeoutError):
-                out.append((loop.time() - (t0 + t), -1))
-
-        await asyncio.gather(*(one(float(t)) for t in times))
-    return out
