@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -209,17 +210,22 @@ def test_close_drains_the_queue_then_kills_the_actors(ray_address):
 
 def test_gateway_on_ray_actors_loses_no_request_when_one_dies(ray_address):
     """The whole server on RayGroupPool: a killed actor's requests are retried, all 200."""
+    # The SLO leaves room for Ray's death notice (seconds on a loaded CI machine) plus a
+    # rerun; with a tight one a retry may rightly be refused, which is not what this tests.
     options = ServeOptions(instances=2, backend="ray", ray_address=ray_address)
-    with sleep_gateway([("a", 3.0, 20.0)], options, per_item_s=0.05) as gw:
+    with sleep_gateway([("a", 15.0, 20.0)], options, per_item_s=0.05) as gw:
         pool = gw.server.groups[0].pool
         assert isinstance(pool, RayGroupPool)
-        results: list[int] = []
+        results: list[int | str] = []
 
         def client() -> None:
             req = urllib.request.Request(f"{gw.url}/v2/models/a/infer", data=infer_body(4))
-            with urllib.request.urlopen(req, timeout=60) as r:
-                assert json.loads(r.read())["outputs"][0]["data"] == ["x"] * 4
-                results.append(r.status)
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    assert json.loads(r.read())["outputs"][0]["data"] == ["x"] * 4
+                    results.append(r.status)
+            except urllib.error.HTTPError as e:  # the reason, in the assertion's message
+                results.append(f"{e.code}: {e.read().decode()[:200]}")
 
         threads = [threading.Thread(target=client) for _ in range(8)]
         for t in threads:
