@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from batchwise.config.apps import AppSpec
@@ -141,6 +142,49 @@ def test_dp_plans_1000_apps_quickly(profiles, prices_fc):
     print(f"dp, 1000 Bert apps: {elapsed:.3f} s, {len(p.groups)} groups")
     assert elapsed < 1.5
     check_plan_feasible(p, apps, profiles["Bert"], prices_fc)
+
+
+def _contiguous_costs(apps: list[AppSpec], table, groups: list[list[int]]) -> float:
+    from batchwise.planner.group import GroupSummary, best_row
+
+    total = 0.0
+    for g in groups:
+        s = GroupSummary.of([apps[i].slo for i in g], [apps[i].rate for i in g])
+        row = best_row(table, s)
+        total += np.inf if row is None else s.rate * float(table.cost[row])
+    return total
+
+
+def test_dp_finds_the_cheapest_contiguous_partition_and_coarsening_stays_feasible(
+    profiles, prices_fc
+):
+    """Brute force over all 2^(n-1) contiguous partitions; coarsened units never infeasible."""
+    from itertools import combinations
+
+    from batchwise.planner.dp import _contiguous_dp, unit_edges
+    from batchwise.planner.table import build_table
+
+    table = build_table(profiles["Bert"], prices_fc)
+    apps = sorted(make_apps(9, 3, "Bert"), key=lambda a: (a.slo, a.name))
+    best = min(
+        _contiguous_costs(
+            apps, table, [list(range(a, b)) for a, b in zip((0, *cuts), (*cuts, 9), strict=True)]
+        )
+        for k in range(9)
+        for cuts in combinations(range(1, 9), k)
+    )
+    exact = _contiguous_dp(apps, table, "eq5", max_units=9)
+    assert _contiguous_costs(apps, table, exact) == pytest.approx(best, rel=1e-12)
+    coarse = _contiguous_dp(apps, table, "eq5", max_units=3)
+    assert [i for g in coarse for i in g] == list(range(9))  # every app once, in order
+    assert best <= _contiguous_costs(apps, table, coarse) < np.inf
+    assert list(unit_edges(9, 3)) == [0, 3, 6, 9] and list(unit_edges(2, 3)) == [0, 1, 2]
+
+
+def test_dp_coarsens_many_apps_into_feasible_groups(profiles, prices_fc):
+    apps = make_apps(3000, 11, "VGG19")
+    p = plan(apps, profiles["VGG19"], prices_fc, "dp")
+    check_plan_feasible(p, apps, profiles["VGG19"], prices_fc)
 
 
 # --- Errors --------------------------------------------------------------------------------
