@@ -3,9 +3,10 @@
 Usage: python bench/planning_time.py [--json] [--repeats 5]
 
 `exact` runs only up to 12 apps (O(3^n)); `mbs` only up to 100 apps (it provisions
-O(n^2) groups); `harmony` (the paper's greedy merge, O(n^2)) up to 1000. Random VGG-19 apps: SLOs U(0.3, 1.0) s, rates lognormal(0, 1) req/s.
-Times are from cold: the configuration table (built once per model and price book,
-then cached) is rebuilt for every run.
+O(n^2) groups); `harmony` (the paper's greedy merge, O(n^2)) up to 1000.
+Random VGG-19 apps: SLOs U(0.3, 1.0) s, rates lognormal(0, 1) req/s. Times are
+from cold: the configuration table (built once per model and price book, then
+cached) is rebuilt for every run.
 """
 
 from __future__ import annotations

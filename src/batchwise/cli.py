@@ -38,7 +38,7 @@ from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
 from batchwise.planner.compare import compare, rows_to_dicts
-from batchwise.planner.objective import OBJECTIVES
+from batchwise.planner.objective import DEFAULT_OBJECTIVE, OBJECTIVES
 from batchwise.profiling.command import profile_command
 from batchwise.report import compare_table, plan_table, print_table
 from batchwise.serving.command import serve_command
@@ -104,7 +104,7 @@ def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def _options(eq_timeout: str, objective: str = "full-batch") -> PlannerOptions:
+def _options(eq_timeout: str, objective: str = DEFAULT_OBJECTIVE) -> PlannerOptions:
     if eq_timeout not in ("eq5", "tightest"):
         raise ConfigError(f"must be 'eq5' or 'tightest', got {eq_timeout!r}", field="--eq-timeout")
     if objective not in OBJECTIVES:
@@ -159,7 +159,7 @@ def plan_cmd(
         Path | None, typer.Option("--output", "-o", help="Also write the plan JSON here.")
     ] = None,
     eq_timeout: EqOpt = "eq5",
-    objective: ObjectiveOpt = "full-batch",
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
 ) -> None:
     """Group apps and pick functions, batch sizes and timeouts at minimum cost."""
     if output is not None:
@@ -182,7 +182,7 @@ def compare_cmd(
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG bar chart here.")] = None,
     eq_timeout: EqOpt = "eq5",
-    objective: ObjectiveOpt = "full-batch",
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
 ) -> None:
     """Run every planner on one workload and compare costs.
 

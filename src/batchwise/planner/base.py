@@ -40,7 +40,7 @@ class PlannerOptions:
     """Knobs shared by planners."""
 
     eq_timeout: EqTimeoutFormula = "eq5"  # equivalent-timeout formula (see perf.timeout)
-    objective: str = "full-batch"  # or "expected" (see planner.objective)
+    objective: str = "expected"  # or "full-batch", the paper's (see planner.objective)
 
 
 DEFAULT_OPTIONS = PlannerOptions()
@@ -252,7 +252,8 @@ class TablePlanner(ABC):
 
             lm = LatencyModel(profile.cpu, profile.gpu)
             for part in parts:
-                row = expected_row(table, part.summary(options.eq_timeout), lm, prices)
+                row = expected_row(table, part.summary(options.eq_timeout), lm, prices,
+                                   incumbent=part.row)  # fmt: skip
                 if row is not None:
                     part.row = row
         return assemble_plan(self.name, parts, table, profile, prices, options, watch)
