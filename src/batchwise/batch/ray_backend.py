@@ -24,21 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batchwise.backends.ray import connect, ray_module
 from batchwise.batch.backends import WorkerExit
 from batchwise.batch.errors import WorkerCrashed
 from batchwise.batch.shards import Lease, ShardTable, StaleLeaseError
 from batchwise.batch.worker import Worker
 from batchwise.clock import WallClock
 from batchwise.config.job import JobSpec
-from batchwise.errors import ConfigError
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError(f"backend 'ray' needs Ray (pip install 'batchwise[ray]'): {exc}") from exc
-    return ray
 
 
 class Coordinator:
@@ -81,7 +73,7 @@ class RemoteTable:
 
     def __init__(self, coordinator: Any) -> None:
         self.c = coordinator
-        self.get = _ray().get
+        self.get = ray_module().get
 
     def lease(self, owner: str, now: float, lease_s: float) -> Lease | None:
         return self.get(self.c.lease.remote(owner, lease_s))
@@ -146,24 +138,11 @@ class WorkerActor:
             self.worker.draining.set()
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to ``address`` (or RAY_ADDRESS), else start a local instance, no dashboard."""
-    ray = _ray()
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
-
-
 class RayBackend:
     """Worker actors (``num_cpus = workers.cpus``) and the coordinator on this node."""
 
     def __init__(self, job: JobSpec, job_path: Path, journal: Path, out_dir: Path) -> None:
-        ray = _ray()
-        init_ray(job.ray.address)
+        ray = connect(job.ray.address)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from batchwise.batch.ray_backend import _ray
+from batchwise.backends.ray import connect
 from batchwise.resources.cpu_quota import CpuQuota
 from batchwise.serving.instance import Instance, InstanceConfig
 from batchwise.serving.pool import START_TIMEOUT_S, Batch, GroupPool, Member
@@ -66,19 +66,6 @@ class InstanceActor:
         return self.instance.run(records)
 
 
-def connect(address: str | None) -> Any:
-    """The ``ray`` module, initialised: as it is, else ``address``/RAY_ADDRESS, else local."""
-    ray = _ray()
-    if ray.is_initialized():
-        return ray
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, num_cpus=os.cpu_count(), log_to_driver=False)
-    return ray
-
-
 @dataclass
 class ActorMember(Member):
     actor: Any = None
@@ -95,7 +82,7 @@ class RayGroupPool(GroupPool):
         # GroupPool's sock_dir and local-process backend stay unused: every transport
         # method (_spawn, _run, _close, _forget, kill_one, pids) is replaced below.
         super().__init__(name, cfg, "", on_lost, free_estimate, now)
-        self.ray = connect(address)
+        self.ray = connect(address, num_cpus=os.cpu_count())
         self._node = self.ray.get_runtime_context().get_node_id()
         self._actor_cls = self.ray.remote(InstanceActor)
         threads = str(max(1, cfg.threads))
