@@ -30,6 +30,15 @@ def test_refusals_at_low_utilisation_add_nothing():
     assert want_instances(sig(busy_s=0.2, rejected=5)).instances == 1
 
 
+def test_a_step_in_offered_work_is_answered_in_one_decision():
+    """6x the work two saturated instances can do: ask for all of it now, not +1."""
+    w = want_instances(sig(busy_s=2.0, rejected=40, offered_items=1200, item_s=0.005))
+    assert w.instances == 9 and "needs 9" in w.reason  # 1200 * 5 ms = 6 s/s at 70 %
+    assert want_instances(sig(busy_s=2.0, rejected=40)).instances == 3  # without it: +1
+    # Offered work below what the instances do changes nothing (busy time decides).
+    assert want_instances(sig(busy_s=1.4, offered_items=100, item_s=0.005)).instances == 2
+
+
 def test_last_ewma_and_max_estimators():
     est = {m: RateEstimator(m) for m in ("last", "ewma", "max")}
     for e in est.values():

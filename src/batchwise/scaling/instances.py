@@ -2,11 +2,16 @@
 
 Why utilisation first: a group whose instances were busy ``u`` of the time needs
 ``busy / target`` of them to run at the target utilisation — that is the whole
-capacity question when nothing queues. Why also queue and refusals: busy time
-saturates at 100 % of the instances there are, so at saturation the ratio alone
-asks for only ``1 / target`` times more; a queue longer than one batch per instance,
-or refusals by admission while the instances are at least half as busy as targeted,
-say demand is beyond capacity, and the group asks for at least one more. Guardrails
+capacity question when nothing queues. Why also the offered work: busy time
+saturates at 100 % of the instances there are, so at saturation the ratio alone asks
+for only ``1 / target`` times more (+1 per step for one or two instances, ten seconds
+to absorb a 6x step). Every item that arrived — admitted or refused — would take
+``item_s`` of an instance at a full batch, so ``offered × item_s / interval / target``
+instances serve it at the target: a step in load is answered in one decision. It is a
+lower bound (batches that time out are smaller, slower per item), hence the ``max``
+with utilisation. And a queue longer than one batch per instance, or refusals by
+admission while the instances are at least half as busy as targeted, say demand is
+beyond capacity: the group asks for at least one more. Guardrails
 (bounds, hysteresis, cooldown) are applied by the caller
 (:func:`batchwise.scaling.guardrails.guard`), as for every other scaler.
 Pure: a snapshot in, a number out.
@@ -31,6 +36,8 @@ class GroupSignal:
     queued_items: int  # items waiting (buffered or for an instance) at its end
     batch_size: int
     rejected: int  # requests refused by admission in the interval
+    offered_items: int = 0  # items that arrived in the interval, admitted or refused
+    item_s: float = 0.0  # one instance's service time per item at a full batch (s)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,11 @@ def want_instances(sig: GroupSignal, target: float = TARGET_UTILISATION) -> Want
     util = sig.busy_s / (sig.interval_s * n)
     want = max(1, math.ceil(sig.busy_s / sig.interval_s / target - 1e-9))
     why = f"busy {util:.0%} of {n} instance(s) (target {target:.0%})"
+    offered = sig.offered_items * sig.item_s / sig.interval_s  # instance-seconds per second
+    by_offer = math.ceil(offered / target - 1e-9)
+    if by_offer > want:  # refused work, never served, is missing from busy time
+        want = by_offer
+        why += f"; offered {sig.offered_items / sig.interval_s:.0f} items/s needs {by_offer}"
     backlog = sig.queued_items > sig.batch_size * n
     # Refusals at low utilisation are not a capacity problem (a tight SLO against a slow
     # batch): more instances would only cost their start-up CPU.

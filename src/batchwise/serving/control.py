@@ -56,7 +56,7 @@ class Controller:
         self.opts = server.options
         self._task: asyncio.Task[None] | None = None
         self._guards: dict[str, GuardState] = {}
-        self._seen: dict[str, tuple[float, int]] = {}  # group -> (busy_s, rejected) last time
+        self._seen: dict[str, tuple[float, int, int]] = {}  # (busy_s, rejected, offered) last
         self.rates = RateEstimator(self.opts.rate_estimator)
         self.rates.seed(server.plan.app_rates())
         self._replanning = False
@@ -100,11 +100,12 @@ class Controller:
     def scale_step(self, now: float) -> None:
         cores = os.cpu_count() or 1
         for g in self.server.groups:
-            busy0, rej0 = self._seen.get(g.name, (g.busy_s, g.rejected))
-            self._seen[g.name] = (g.busy_s, g.rejected)
-            live = g.pool.live_count()
+            busy0, rej0, off0 = self._seen.get(g.name, (g.busy_s, g.rejected, g.offered_items))
+            self._seen[g.name] = (g.busy_s, g.rejected, g.offered_items)
+            live, b = g.pool.live_count(), g.plan.batch_size
             sig = GroupSignal(live, g.busy_s - busy0, self.opts.scale_interval_s,
-                              g.queue_depth(), g.plan.batch_size, g.rejected - rej0)  # fmt: skip
+                              g.queue_depth(), b, g.rejected - rej0, g.offered_items - off0,
+                              g.model.avg(b) / b)  # fmt: skip
             want = want_instances(sig)
             state = self._guards.get(g.name, GuardState(live, now))
             value, state = guard(want.instances, state, now, self._rails(g))

@@ -134,6 +134,7 @@ class GroupRuntime:
         self.index, self.plan, self.server = index, plan, server
         self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
+        self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)
         self.fn = function_from_spec(plan.function)
         self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
@@ -395,6 +396,7 @@ class Server:
         self.arrivals[app] = self.arrivals.get(app, 0) + 1
         if self.closing:
             raise Unavailable("the server is shutting down")
+        group.offered_items += len(records)
         now = self.timer.now()
         slo = self.slos[app]
         deadline = now + slo
