@@ -316,13 +316,19 @@ def simulate_cmd(
     cold_start: Annotated[
         float, typer.Option(help="Finite mode: seconds before a new instance serves.")
     ] = 0.0,
+    overhead: Annotated[
+        float | None,
+        typer.Option(help="Finite mode: seconds each request spends outside batching (HTTP, "
+                     "IPC), kept out of the timeouts as the gateway does [default: 0.015]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
 
     With --instances, each group has that many warm instances (batches queue when all
-    are busy; up to --max-instances start after --cold-start); otherwise every batch
-    runs at once on its own serverless instance.
+    are busy; up to --max-instances start after --cold-start) and batches as the live
+    gateway does (timeouts fitted to the worst full batch, less --overhead, which every
+    request also pays); otherwise every batch runs at once on its own serverless instance.
     """
     from batchwise.sim.runs import run_simulation
 
@@ -333,7 +339,7 @@ def simulate_cmd(
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
-    pool = _pool(instances, max_instances, cold_start)
+    pool = _pool(instances, max_instances, cold_start, overhead)
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -355,18 +361,23 @@ def simulate_cmd(
         out.print(console)
 
 
-def _pool(instances: int | None, max_instances: int | None, cold_start: float) -> Any:
+def _pool(instances: int | None, max_instances: int | None, cold_start: float,
+          overhead: float | None = None) -> Any:  # fmt: skip
+    from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
 
     if instances is None:
-        if max_instances is not None:
-            raise ConfigError("needs --instances (the warm pool size)", field="--max-instances")
+        for name, v in (("--max-instances", max_instances), ("--overhead", overhead)):
+            if v is not None:
+                raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
     _positive("--instances", instances, 1, MAX_INSTANCES)
     top = instances if max_instances is None else max_instances
     _positive("--max-instances", top, instances, MAX_INSTANCES)
     _positive("--cold-start", cold_start, 0.0, 3600.0)
-    return PoolSpec(instances, top, cold_start)
+    overhead = DEFAULT_OVERHEAD_S if overhead is None else overhead
+    _positive("--overhead", overhead, 0.0, 60.0)
+    return PoolSpec(instances, top, cold_start, overhead)
 
 
 MAX_INSTANCES = 10_000

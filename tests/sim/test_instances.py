@@ -56,5 +56,25 @@ def test_enough_instances_match_serverless():
     plan = make_plan([group])
     trace = poisson_trace({"a": 3.0}, 200.0, seed=3)
     free = simulate(plan, trace, PROFILE, PRICES, seed=2)
-    many = simulate(plan, trace, PROFILE, PRICES, seed=2, pool=PoolSpec(50, 50))
+    many = simulate(plan, trace, PROFILE, PRICES, seed=2, pool=PoolSpec(50, 50, overhead_s=0.0))
     assert many.apps["a"].p99_latency_s == pytest.approx(free.apps["a"].p99_latency_s)
+    # As live, every request also pays the gateway's overhead (batch size 1: nothing waits).
+    live = simulate(plan, trace, PROFILE, PRICES, seed=2, pool=PoolSpec(50, 50))
+    assert live.apps["a"].p99_latency_s == pytest.approx(free.apps["a"].p99_latency_s + 0.015)
+
+
+def test_a_fixed_machine_batches_with_the_gateways_timeouts():
+    """A lone request waits its whole timeout: the plan's 0.9 s serverless, but on a fixed
+    machine min(0.9, SLO - L_max(b)) - overhead, plus the overhead itself, as live."""
+    from .factories import LATENCY
+
+    fn = cpu_fn(4, 2.0)  # L_max(4) ~ 0.96 s
+    group = make_group({"a": 1.0}, {"a": 1.5}, fn, 4, timeouts={"a": 0.9})
+    plan = make_plan([group])
+    trace = fixed_trace({"a": [0.0]}, 1.0)
+    free = simulate(plan, trace, PROFILE, PRICES, seed=1)
+    fixed = simulate(plan, trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1, overhead_s=0.1))
+    live_t = min(0.9, 1.5 - LATENCY.max(fn, 4)) - 0.1
+    assert 0 < live_t < 0.8  # the test means something: the SLO bound bites
+    gap = fixed.apps["a"].max_latency_s - free.apps["a"].max_latency_s
+    assert gap == pytest.approx(live_t + 0.1 - 0.9)

@@ -33,6 +33,7 @@ from batchwise.perf.functions import function_from_spec
 from batchwise.serving import admission
 from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy, Pending
+from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S, live_timeouts
 from batchwise.serving.instance import InstanceConfig
 from batchwise.serving.metrics import ServingMetrics
 from batchwise.serving.pool import Batch, GroupPool, InstanceLost, ModelError
@@ -89,7 +90,7 @@ class ServeOptions:
     max_instances: int | None = None  # cap per group (None: what the cores allow)
     admission: bool = True
     threads: int | None = None  # runtime threads per instance (default: round(vCPU))
-    overhead_s: float = 0.015  # HTTP and IPC time per request kept out of batching timeouts
+    overhead_s: float = DEFAULT_OVERHEAD_S  # HTTP and IPC per request, kept out of timeouts
     autoscale: bool = True  # instances per group follow utilisation, queue and refusals
     scale_interval_s: float = 1.0
     scale_down_delay_s: float = 15.0  # a smaller group must be wanted this long
@@ -180,17 +181,11 @@ class GroupRuntime:
             self._margin = min(q, 0.5 * min(self.plan.slos.values()))
 
     def live_timeouts(self) -> dict[str, float]:
-        """Per app: the plan's timeout, less what the HTTP layer and IPC take, and no longer
-        than the SLO leaves after today's calibrated worst full batch.
-
-        Why: the plan lets a lone request wait its whole slack at the profile's latency;
-        live, service is slower or faster than profiled and the gateway takes its share.
-        A timeout that fits the live figures keeps a request that found its instance
-        idle on time, so admission never has to refuse one (and an idle group admits)."""
-        overhead = self.server.options.overhead_s
-        worst = self.model.worst(self.plan.batch_size)
-        return {a: max(0.0, min(t, self.plan.slos[a] - worst) - overhead)
-                for a, t in self.plan.timeouts.items()}  # fmt: skip
+        """The plan's timeouts fitted to today's calibrated worst full batch and the
+        gateway's overhead (:func:`batchwise.serving.deadlines.live_timeouts`)."""
+        return live_timeouts(self.plan.timeouts, self.plan.slos,
+                             self.model.worst(self.plan.batch_size),
+                             self.server.options.overhead_s)  # fmt: skip
 
     def retime(self) -> None:
         timeouts = self.live_timeouts()

@@ -35,6 +35,7 @@ from batchwise.perf.latency import LatencyModel
 from batchwise.perf.service import draw_service_time
 from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy, Pending
+from batchwise.serving.deadlines import live_timeouts
 from batchwise.sim.core import Environment, SimTimer
 from batchwise.sim.instances import InstancePool, PoolSpec
 from batchwise.traces.base import ArrivalTrace
@@ -119,10 +120,14 @@ class GroupServer:
         self.group = group
         self.fn = function_from_spec(group.function)
         self.pool = InstancePool(pool) if pool is not None else None  # None: serverless
-        self.policy = MultiSloBatchPolicy(group.batch_size, dict(group.timeouts))
         sizes = range(1, group.batch_size + 1)
         self._avg = [latency.avg(self.fn, n) for n in sizes]  # L_avg of a batch of n, at n-1
         self._max = [latency.max(self.fn, n) for n in sizes]
+        self._overhead_s = 0.0 if pool is None else pool.overhead_s
+        timeouts = dict(group.timeouts)
+        if pool is not None:  # a fixed machine: batch as the gateway does
+            timeouts = live_timeouts(timeouts, group.slos, self._max[-1], self._overhead_s)
+        self.policy = MultiSloBatchPolicy(group.batch_size, timeouts)
         self._env = env
         self._prices = prices
         self._rng = rng
@@ -144,7 +149,7 @@ class GroupServer:
         self.requests += n
         now = self._env.now
         done = now + service_s if self.pool is None else self.pool.run(now, service_s)
-        self._log.record_batch(batch, done)
+        self._log.record_batch(batch, done + self._overhead_s)
 
     def stats(self) -> GroupStats:
         g = self.group
