@@ -42,6 +42,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -591,6 +592,9 @@ def main() -> None:
     ap.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "peer")
     ap.add_argument("--peer-python", default="/tmp/anchors/venv/bin/python")
     ap.add_argument("--cache", default="/tmp/bw-serving-cache", help="BATCHWISE_CACHE")
+    ap.add_argument("--reuse-profile", action="store_true",
+                    help="keep a cached MiniLM profile (default: profile again in this run, "
+                    "since the machine's speed drifts between days)")  # fmt: skip
     ap.add_argument("--overhead-rates", default="500,1000,1500,2000", help="req/s, sleep model")
     ap.add_argument("--overhead-duration", type=float, default=10.0)
     ap.add_argument(
@@ -599,6 +603,8 @@ def main() -> None:
         help="subset of loads,overhead,overload,predict (ceiling runs with the peer)",
     )
     args = ap.parse_args()
+    if not args.reuse_profile:  # the first serve profiles MiniLM on today's machine
+        shutil.rmtree(Path(args.cache) / "profiles", ignore_errors=True)
     args.loads = [float(x) for x in args.loads.split(",")]
     args.overhead_rates = [float(x) for x in args.overhead_rates.split(",")]
     only = set(args.only.split(","))
