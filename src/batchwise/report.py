@@ -16,12 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from batchwise.config.plan import GroupPlan, Plan
+from batchwise.perf.functions import function_from_spec
 from batchwise.planner.compare import CompareRow
 
 
 def _fn(g: GroupPlan) -> str:
-    f = g.function
-    return f"CPU {f.vcpu:.2f} vCPU" if f.kind == "cpu" else f"GPU {f.gpu_memory_gb} GB"
+    return function_from_spec(g.function).describe()
 
 
 def _fmt(x: float | None, spec: str = ".3e") -> str:

@@ -22,6 +22,7 @@ from scipy.special import gammaln
 
 from batchwise.config.prices import PriceBook
 from batchwise.perf.functions import Function
+from batchwise.perf.kinds import KINDS
 
 
 def billed_duration(duration_s: float | np.ndarray, granularity_s: float) -> float | np.ndarray:
@@ -32,20 +33,12 @@ def billed_duration(duration_s: float | np.ndarray, granularity_s: float) -> flo
 
 
 def unit_price(fn: Function, prices: PriceBook) -> float:
-    """Price per billed second of this function."""
-    if fn.kind == "gpu" and not prices.gpu_bills_host:
-        return fn.gpu_memory_gb * prices.gpu_memory_per_gb_s
-    return (
-        fn.vcpu * prices.vcpu_per_s
-        + fn.memory_gb * prices.memory_per_gb_s
-        + fn.gpu_memory_gb * prices.gpu_memory_per_gb_s
-    )
+    """Price per billed second of this function (its kind's rule)."""
+    return KINDS[fn.kind].unit_price(fn, prices)
 
 
 def granularity(fn: Function, prices: PriceBook) -> float:
-    return (
-        prices.gpu_billing_granularity_s if fn.kind == "gpu" else prices.cpu_billing_granularity_s
-    )
+    return KINDS[fn.kind].granularity_s(prices)
 
 
 def batch_cost(fn: Function, duration_s: float, prices: PriceBook) -> float:

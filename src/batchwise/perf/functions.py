@@ -28,9 +28,9 @@ class Function:
     gpu_memory_gb: int = 0  # GPU memory share m (GB); 0 on CPU functions
 
     def describe(self) -> str:
-        if self.kind == "cpu":
-            return f"CPU {self.vcpu:.2f} vCPU"
-        return f"GPU {self.gpu_memory_gb} GB"
+        from batchwise.perf.kinds import kind_of  # the kinds build on this module
+
+        return kind_of(self.kind).describe(self)
 
 
 def round_up_mb(mb: float, step_mb: int) -> int:
@@ -92,6 +92,6 @@ def gpu_grid(profile: ModelProfile, prices: PriceBook) -> list[int]:
 
 def function_from_spec(spec: object) -> Function:
     """Build a :class:`Function` from a plan's ``FunctionSpec`` (duck-typed, avoids a cycle)."""
-    kind = spec.kind  # type: ignore[attr-defined]
-    gpu_mem = spec.gpu_memory_gb or 0  # type: ignore[attr-defined]
-    return Function(kind, spec.vcpu, spec.memory_gb, int(gpu_mem))  # type: ignore[attr-defined]
+    from batchwise.perf.kinds import kind_of
+
+    return kind_of(spec.kind).from_spec(spec)  # type: ignore[attr-defined]

@@ -10,6 +10,8 @@ where a / h are the GPU / host shares, v the host vCPUs and k the overhead facto
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -56,33 +58,34 @@ def gpu_max(gpu: GpuProfile, batch: ArrayLike, mem_gb: ArrayLike, vcpu: ArrayLik
 
 
 class LatencyModel:
-    """Average and maximum latency of a batch on a function, for one model."""
+    """Average and maximum latency of a batch on a function, for one model.
+
+    The formulas per kind are :mod:`batchwise.perf.kinds`' entries; this class holds the
+    model's profile parts and dispatches on ``fn.kind``.
+    """
 
     def __init__(self, cpu: CpuProfile | None, gpu: GpuProfile | None) -> None:
+        from batchwise.perf.kinds import KINDS  # kinds builds on this module's formulas
+
         self.cpu = cpu
         self.gpu = gpu
+        self._parts = {"cpu": cpu, "gpu": gpu}
+        self._kinds = KINDS
+
+    def _of(self, fn: Function) -> tuple[Any, Any]:
+        part = self._parts.get(fn.kind)
+        assert part is not None, f"no {fn.kind} profile for this model"
+        return self._kinds[fn.kind], part
 
     def avg(self, fn: Function, batch: int) -> float:
-        if fn.kind == "cpu":
-            assert self.cpu is not None
-            return float(cpu_avg(self.cpu, batch, fn.vcpu))
-        assert self.gpu is not None
-        return float(gpu_avg(self.gpu, batch, fn.gpu_memory_gb, fn.vcpu))
+        kind, part = self._of(fn)
+        return kind.avg(part, fn, batch)
 
     def avg_upto(self, fn: Function, batch: int) -> np.ndarray:
         """L_avg of batches of 1..batch (entry n-1), in one vectorised step."""
-        if fn.kind == "cpu":
-            assert self.cpu is not None
-            p = np.asarray(self.cpu.avg[:batch], dtype=float)
-            return p[:, 0] * np.exp(-fn.vcpu / p[:, 1]) + p[:, 2]
-        assert self.gpu is not None
-        return gpu_avg(self.gpu, np.arange(1, batch + 1), fn.gpu_memory_gb, fn.vcpu)
+        kind, part = self._of(fn)
+        return kind.avg_upto(part, fn, batch)
 
     def max(self, fn: Function, batch: int) -> float:
-        if fn.kind == "cpu":
-            assert self.cpu is not None
-            # Fitted separately, the "max" curve can dip under the "avg" one between
-            # measured sizes; a maximum below the mean is never meant.
-            return float(max(cpu_max(self.cpu, batch, fn.vcpu), cpu_avg(self.cpu, batch, fn.vcpu)))
-        assert self.gpu is not None
-        return float(gpu_max(self.gpu, batch, fn.gpu_memory_gb, fn.vcpu))
+        kind, part = self._of(fn)
+        return kind.max(part, fn, batch)

@@ -26,6 +26,7 @@ from batchwise.perf.cost import (
     pmf_mean,
 )
 from batchwise.perf.functions import Function
+from batchwise.perf.kinds import KINDS
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner.group import GroupSummary, best_row
@@ -75,11 +76,7 @@ class Planner(Protocol):
 
 
 def function_spec(fn: Function) -> FunctionSpec:
-    if fn.kind == "cpu":
-        return FunctionSpec(kind="cpu", vcpu=fn.vcpu, memory_gb=fn.memory_gb)
-    return FunctionSpec(
-        kind="gpu", vcpu=round(fn.vcpu, 4), memory_gb=fn.memory_gb, gpu_memory_gb=fn.gpu_memory_gb
-    )
+    return FunctionSpec(**KINDS[fn.kind].spec_fields(fn))
 
 
 def group_figures(
@@ -203,17 +200,12 @@ def raise_if_hopeless(apps: Sequence[AppSpec], table: ConfigTable) -> None:
 
 def _empty_table_reason(profile: ModelProfile, prices: PriceBook, kinds: Sequence[str]) -> str:
     """Why no configuration exists: no profile of the kinds asked for, or none fits."""
-    have = [k for k in kinds if getattr(profile, k) is not None]
+    have = [KINDS[k] for k in kinds if KINDS[k].profile_part(profile) is not None]
     if not have:
         return f"model {profile.name!r} has no {'/'.join(kinds)} profile"
-    why = {
-        "cpu": f"CPU memory floor above {prices.memory_per_vcpu_max_gb:g} GB per vCPU x "
-        f"{prices.vcpu_max:g} vCPU",
-        "gpu": "GPU host memory or memory_steps beyond what the GPU sizes hold",
-    }
     return (
         f"model {profile.name!r}: no function that price book {prices.name!r} sells can "
-        f"hold it ({'; '.join(why[k] for k in have)})"
+        f"hold it ({'; '.join(k.empty_reason(prices) for k in have)})"
     )
 
 

@@ -28,6 +28,7 @@ from batchwise.config.apps import AppSpec
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import PlanningError
+from batchwise.perf.kinds import KINDS
 from batchwise.planner.base import Part, PlannerOptions, TablePlanner
 from batchwise.planner.group import REACH_EPS, GroupSummary
 from batchwise.planner.table import ConfigTable
@@ -76,7 +77,7 @@ class TheoremProvisioner:
         self.prices = prices
         self.table = table
         self.index = {
-            (fn.kind, fn.vcpu if fn.kind == "cpu" else fn.gpu_memory_gb, int(b)): i
+            (fn.kind, KINDS[fn.kind].size(fn), int(b)): i
             for i, (fn, b) in enumerate(zip(table.functions, table.batch, strict=True))
         }
 

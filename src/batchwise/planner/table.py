@@ -24,16 +24,11 @@ from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
 from batchwise.perf.cost import batch_cost
-from batchwise.perf.functions import (
-    Function,
-    cpu_function,
-    cpu_grid,
-    gpu_function,
-    gpu_grid,
-)
+from batchwise.perf.functions import Function
+from batchwise.perf.kinds import ALL_KINDS, KINDS
 from batchwise.perf.latency import LatencyModel
 
-ALL_KINDS: tuple[str, ...] = ("cpu", "gpu")
+__all__ = ["ALL_KINDS", "ConfigTable", "build_table", "clear_table_cache"]
 
 
 @dataclass(frozen=True)
@@ -93,11 +88,7 @@ def build_table(
 
 def _check_size(profile: ModelProfile, prices: PriceBook, kinds: tuple[str, ...]) -> None:
     """Refuse a grid above MAX_TABLE_ROWS before enumerating it (it would take minutes)."""
-    rows = 0
-    if "cpu" in kinds and profile.cpu is not None:
-        rows += profile.cpu.max_batch * len(cpu_grid(prices, profile.cpu))
-    if "gpu" in kinds and profile.gpu is not None:
-        rows += profile.gpu.max_batch * len(gpu_grid(profile, prices))
+    rows = sum(k.config_count(profile, prices) for name, k in KINDS.items() if name in kinds)
     if rows > MAX_TABLE_ROWS:
         raise ConfigError(
             f"model {profile.name!r} with price book {prices.name!r} makes {rows:,} "
@@ -128,26 +119,12 @@ def _build_table(
     batch: list[int] = []
     avg: list[float] = []
     mx: list[float] = []
-    if "cpu" in kinds and profile.cpu is not None:
-        for b in range(1, profile.cpu.max_batch + 1):
-            for c in cpu_grid(prices, profile.cpu):
-                fn = cpu_function(profile, b, c, prices)
-                if fn is not None:
-                    fns.append(fn)
-                    batch.append(b)
-                    avg.append(lm.avg(fn, b))
-                    mx.append(lm.max(fn, b))
-    if "gpu" in kinds and profile.gpu is not None:
-        for m in gpu_grid(profile, prices):
-            fn = gpu_function(profile, m, prices)
-            if fn is None:
-                continue
-            for b in range(1, profile.gpu.max_batch + 1):
-                if m >= profile.gpu.min_memory_gb(b):
-                    fns.append(fn)
-                    batch.append(b)
-                    avg.append(lm.avg(fn, b))
-                    mx.append(lm.max(fn, b))
+    for kind in (k for name, k in KINDS.items() if name in kinds):  # registry order
+        for fn, b in kind.configs(profile, prices):
+            fns.append(fn)
+            batch.append(b)
+            avg.append(lm.avg(fn, b))
+            mx.append(lm.max(fn, b))
     b_arr = np.asarray(batch, dtype=int)
     avg_arr = np.asarray(avg, dtype=float)
     mx_arr = np.asarray(mx, dtype=float)

@@ -20,14 +20,11 @@ from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
-from batchwise.perf.functions import Function, cpu_function, function_from_spec, gpu_function
+from batchwise.perf.functions import Function, function_from_spec
+from batchwise.perf.kinds import KINDS, SIZE_EPS, KindError
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.timeout import equivalent_timeout
 from batchwise.planner.base import SLO_EPS_S, group_figures, plan_costs
-
-SIZE_EPS = 1e-4
-"""Tolerance (vCPU, GB) when comparing a plan's sizes with the price book's (plans
-store vCPUs rounded to 4 decimals)."""
 
 
 class _Where:
@@ -47,75 +44,14 @@ class _Where:
         return ConfigError(message, file=self.source, line=line, field=field)
 
 
-def _check_cpu(
-    g: GroupPlan, i: int, profile: ModelProfile, prices: PriceBook, at: _Where
-) -> Function:
-    fpath = ("groups", i, "function")
-    if profile.cpu is None:
-        raise at.error((*fpath, "kind"), f"model {profile.name!r} has no CPU profile")
-    if g.batch_size > profile.cpu.max_batch:
-        raise at.error(
-            ("groups", i, "batch_size"),
-            f"{g.batch_size} is above the largest CPU batch profiled for {profile.name} "
-            f"({profile.cpu.max_batch})",
-        )
-    v = g.function.vcpu
-    steps = (v - prices.vcpu_min) / prices.vcpu_step
-    if not (prices.vcpu_min - SIZE_EPS <= v <= prices.vcpu_max + SIZE_EPS) or (
-        abs(steps - round(steps)) > 1e-4
-    ):
-        raise at.error(
-            (*fpath, "vcpu"),
-            f"{v:g} vCPU is not a size price book {prices.name!r} sells "
-            f"({prices.vcpu_min:g} to {prices.vcpu_max:g} in steps of {prices.vcpu_step:g})",
-        )
-    fn = cpu_function(profile, g.batch_size, v, prices)
-    if fn is None:
-        raise at.error(
-            (*fpath, "vcpu"),
-            f"{v:g} vCPU cannot hold the memory a batch of {g.batch_size} needs "
-            f"(at most {prices.memory_per_vcpu_max_gb:g} GB per vCPU)",
-        )
-    return fn
-
-
-def _check_gpu(
-    g: GroupPlan, i: int, profile: ModelProfile, prices: PriceBook, at: _Where
-) -> Function:
-    fpath = ("groups", i, "function")
-    gpu = profile.gpu
-    if gpu is None:
-        raise at.error((*fpath, "kind"), f"model {profile.name!r} has no GPU profile")
-    if g.batch_size > gpu.max_batch:
-        raise at.error(
-            ("groups", i, "batch_size"),
-            f"{g.batch_size} is above the largest GPU batch of {profile.name} ({gpu.max_batch})",
-        )
-    m = g.function.gpu_memory_gb or 0
-    top = min(prices.gpu_memory_gb_max, gpu.total_memory_gb)
-    if not prices.gpu_memory_gb_min <= m <= top:
-        raise at.error(
-            (*fpath, "gpu_memory_gb"),
-            f"{m} GB is outside {prices.gpu_memory_gb_min}..{top} GB "
-            f"(price book {prices.name!r}, a {gpu.total_memory_gb} GB GPU)",
-        )
-    need = gpu.min_memory_gb(g.batch_size)
-    if m < need:
-        raise at.error(
-            (*fpath, "gpu_memory_gb"), f"a batch of {g.batch_size} needs {need} GB, not {m}"
-        )
-    fn = gpu_function(profile, m, prices)
-    if fn is None:
-        raise at.error((*fpath, "gpu_memory_gb"), f"{m} GB leaves too little host memory")
-    return fn
-
-
 def _check_function(
     g: GroupPlan, i: int, profile: ModelProfile, prices: PriceBook, at: _Where
 ) -> Function:
     """The function the platform would run for this group; errors where the plan differs."""
-    check = _check_cpu if g.function.kind == "cpu" else _check_gpu
-    fn = check(g, i, profile, prices, at)
+    try:
+        fn = KINDS[g.function.kind].check(g.function, g.batch_size, profile, prices)
+    except KindError as exc:
+        raise at.error(("groups", i, *exc.field), str(exc)) from None
     given = function_from_spec(g.function)
     for name in ("vcpu", "memory_gb"):
         want, have = getattr(fn, name), getattr(given, name)
