@@ -17,6 +17,8 @@ from batchwise.perf.timeout import equivalent_timeout, max_reachable_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO_ROOT / "examples"
+DILU_DIR = REPO_ROOT / "tests" / "data" / "dilu"
+"""The Dilu authors' data, copied (tests/data/SOURCES.md): profiling grids, workloads."""
 
 MODELS = ("VGG19", "Bert", "GPT-2", "VideoMAE")
 """The four built-in HarmonyBatch models."""

@@ -32,6 +32,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import BUILTIN_PRICE_BOOKS, load_prices
 from batchwise.config.profiles import BUILTIN_PROFILE_SET, get_profile, load_profiles
 from batchwise.errors import BatchwiseError, ConfigError
+from batchwise.gpu.command import gpu_app
 from batchwise.loadgen.command import TraceOpt as SimTraceOpt
 from batchwise.loadgen.command import load_command
 from batchwise.outputs import check_output_dir, check_output_file, write_text
@@ -387,6 +388,7 @@ MAX_INSTANCES = 10_000
 app.command("load")(load_command)
 app.command("serve")(serve_command)
 app.command("profile")(profile_command)
+app.add_typer(gpu_app, name="gpu")
 
 
 @app.command("demo")

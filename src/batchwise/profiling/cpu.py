@@ -125,7 +125,7 @@ class _Item:
 Cells = dict[int, list[float]]
 
 
-async def _measure_allotment(
+async def measure_allotment(
     model: str, options: dict[str, Any], base: str, vcpu: float, batch_sizes: Sequence[int],
     repeats: int, records: list[Any], tick: Callable[[], None],
 ) -> tuple[Cells, str, float]:  # fmt: skip
@@ -231,7 +231,7 @@ def profile_model(
                 if progress:
                     progress(f"{c:g} vCPU", done[0], total)
 
-            cells[c], mech, r = await _measure_allotment(model, opts, base, c, sizes, repeats,
+            cells[c], mech, r = await measure_allotment(model, opts, base, c, sizes, repeats,
                                                          records, tick)  # fmt: skip
             rss = max(rss, r)
         return cells, mech, rss

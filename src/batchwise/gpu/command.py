@@ -1,0 +1,20 @@
+"""``batchwise gpu …``: the typer group of the GPU-resourcing commands.
+
+Each command lives in its own module beside the policy it runs and is registered
+below; the CLI mounts this group with ``app.add_typer(gpu_app, name="gpu")``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+gpu_app = typer.Typer(
+    name="gpu",
+    help="GPU resourcing on demand (Dilu): profile by pruning search, simulate placement.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+from batchwise.gpu.profile_command import profile_command  # noqa: E402
+
+gpu_app.command("profile")(profile_command)
