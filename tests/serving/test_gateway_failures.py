@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from live import infer_body, run_load, sleep_gateway
 
 from batchwise.serving.server import ServeOptions
@@ -104,6 +105,23 @@ def test_deadline_admission_under_3x_overload_keeps_admitted_requests_on_time():
     assert 0.4 < 1 - report["admitted_fraction"] < 0.8, report["admitted_fraction"]  # ~2/3
     assert report["slo_attainment"] >= 0.99, (report["p50_s"], report["p99_s"])
     assert report["apps"]["a"]["reject_p99_s"] < 0.1
+
+
+def test_a_gateway_whose_loop_runs_late_refuses_before_parsing_then_recovers():
+    """Loop 0.3 s behind (x2 hops) is over a quarter of the 0.5 s SLO: 503 at once."""
+    with sleep_gateway([("a", 0.5, 10.0)]) as gw:
+        tracker = gw.server.lag.tracker
+        tracker._mean, tracker._at = 0.3, time.monotonic()  # as if it had been saturated
+        req = urllib.request.Request(f"{gw.url}/v2/models/a/infer", data=infer_body(1))
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(req, timeout=10)
+        assert exc.value.code == 503 and exc.value.headers["Retry-After"] == "1"
+        assert "overloaded" in json.loads(exc.value.read())["error"]
+        t_end = time.monotonic() + 10  # the average falls once the loop keeps up
+        while tracker.value() > 0.03 and time.monotonic() < t_end:
+            time.sleep(0.1)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
 
 
 def test_graceful_shutdown_answers_in_flight_requests():

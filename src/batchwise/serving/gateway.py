@@ -106,6 +106,10 @@ async def handle_infer(server: Server, name: str, headers: dict[bytes, bytes],
     if name not in server.routes:
         return _json_error(404, f"unknown model (app) {name!r}; apps: "
                                 f"{', '.join(server.apps[:20])}")  # fmt: skip
+    shed = server.overloaded(name)
+    if shed is not None:  # refused before the body is read: the cheapest answer there is
+        server.observe(name, time.monotonic() - t0, 503, admitted=False)
+        return _json_error(503, shed, "1")
     try:
         body = await read_body(headers, receive, max_body)
         inputs, outputs = server.schema()

@@ -35,6 +35,7 @@ from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy, Pending
 from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S, live_timeouts
 from batchwise.serving.instance import InstanceConfig
+from batchwise.serving.loop_lag import LAG_HOPS, SHED_FRACTION, LoopLag
 from batchwise.serving.metrics import ServingMetrics
 from batchwise.serving.pool import Batch, GroupPool, InstanceLost, ModelError
 from batchwise.serving.service_model import ServiceModel
@@ -292,6 +293,7 @@ class Server:
         self.slos: dict[str, float] = {}
         self._credit: dict[str, list[float]] = {}
         self.closing = False
+        self.lag = LoopLag()  # how far behind the event loop runs (charged to requests)
         self.arrivals: dict[str, int] = {}  # per app, this re-planning window (admitted or not)
 
     @property
@@ -301,6 +303,7 @@ class Server:
     async def start(self) -> None:
         """Start every group's instances and wait until each group has a warm one."""
         self.timer = AsyncioTimer()
+        self.lag.start()
         self.sock_dir = tempfile.mkdtemp(prefix="batchwise-serve-")
         groups = self.build_groups(self.plan, self.epoch)
         self._start_groups(groups, "start")
@@ -394,7 +397,7 @@ class Server:
         group.offered_items += len(records)
         now = self.timer.now()
         slo = self.slos[app]
-        deadline = now + slo
+        deadline = now + slo - LAG_HOPS * self.lag.lag_s()  # what the loop's queue took
         predicted = None
         if self.options.admission:
             margin = group.queue_margin(now)
@@ -444,6 +447,19 @@ class Server:
             "history": self.history,
         }
 
+    def overloaded(self, app: str) -> str | None:
+        """Why ``app``'s requests are refused before they are even parsed, or None.
+
+        When the event loop runs so late that a request has lost ``SHED_FRACTION`` of
+        its SLO before its handler runs, parsing it only makes the loop later."""
+        behind = LAG_HOPS * self.lag.lag_s()
+        slo = self.slos.get(app)
+        if slo is None or behind <= SHED_FRACTION * slo:
+            return None
+        self.metrics.rejected.labels(app, "overload").inc()
+        return (f"app {app!r}: the gateway is overloaded (requests wait {behind * 1000:.0f} ms "
+                f"before admission, over {SHED_FRACTION:.0%} of the {slo} s SLO)")  # fmt: skip
+
     def stats(self) -> dict[str, Any]:
         """Counters a load generator reads before and after a run (cost, CPU, busy time)."""
         pids = [p for g in self.groups for p in g.pool.pids()]
@@ -451,6 +467,7 @@ class Server:
             "epoch": self.epoch,
             "currency": self.prices.currency,
             "cpu_s": _cpu_seconds(pids),
+            "loop_lag_s": round(self.lag.lag_s(), 4),
             "groups": {g.name: {"busy_s": g.busy_s, "cost": g.cost, "batches": g.batches,
                                 "instances": g.pool.live_count(),
                                 "deaths": g.pool.deaths} for g in self.groups},
@@ -461,6 +478,7 @@ class Server:
     async def close(self) -> None:
         """Graceful: stop admitting, flush buffers, let instances finish, then stop them."""
         self.closing = True
+        await self.lag.stop()
         controller = getattr(self, "controller", None)
         if controller is not None:
             await controller.stop()
