@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from batchwise.config.apps import AppSpec
@@ -25,6 +24,7 @@ from batchwise.config.plan import Plan
 from batchwise.scaling.guardrails import Guardrails, GuardState, guard
 from batchwise.scaling.instances import GroupSignal, want_instances
 from batchwise.scaling.rates import RateEstimator
+from batchwise.serving.server import instance_cores
 
 if TYPE_CHECKING:
     from batchwise.serving.server import GroupRuntime, Server
@@ -98,7 +98,7 @@ class Controller:
                           self.opts.scale_down_delay_s)  # fmt: skip
 
     def scale_step(self, now: float) -> None:
-        cores = os.cpu_count() or 1
+        cores = instance_cores()
         for g in self.server.groups:
             busy0, rej0, off0 = self._seen.get(g.name, (g.busy_s, g.rejected, g.offered_items))
             self._seen[g.name] = (g.busy_s, g.rejected, g.offered_items)
@@ -112,7 +112,7 @@ class Controller:
             if value > live and self.opts.backend == "local":  # the cores bound all groups
                 others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
                              if o is not g)  # fmt: skip
-                room = int((cores - others) // g.fn.vcpu)
+                room = int((cores - others) // g.fn.vcpu + 1e-9)
                 value = max(live, min(value, room))
                 state = GuardState(value, state.last_change if value == live else now)
             self._guards[g.name] = state
