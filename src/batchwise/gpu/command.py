@@ -18,3 +18,7 @@ gpu_app = typer.Typer(
 from batchwise.gpu.profile_command import profile_command  # noqa: E402
 
 gpu_app.command("profile")(profile_command)
+
+from batchwise.gpu.simulate_command import simulate_command  # noqa: E402
+
+gpu_app.command("simulate")(simulate_command)
