@@ -99,6 +99,10 @@ def profile_command(
         table.add_row(str(p.batch), f"{p.vcpu:g}", f"{p.mean_s:.4f}", f"{p.p99_s:.4f}",
                       f"{p.avg_error:+.1%}", f"{p.max_error:+.1%}")  # fmt: skip
     Console().print(table)
+    if result.dropped_vcpus:
+        shown = ", ".join(f"{c:g} vCPU" for c in result.dropped_vcpus)
+        Console().print(Text("not fitted, measured twice slower than with less CPU (another "
+                             f"process busy?): {shown}"))  # fmt: skip
     if output is None:
         sys.stdout.write(text)
     else:

@@ -36,6 +36,11 @@ from batchwise.serving.pool import Batch, GroupPool
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_REPEATS = 7
 MIN_VCPU = 0.1
+MIN_FIT_VCPUS = 3
+"""Allotments the exponential fit needs (alpha, beta, gamma)."""
+IMPLAUSIBLE_RATIO = 1.5
+"""An allotment whose batches run this much slower than with less CPU was measured under
+contention: it is measured again, then left out of the fit if it still is."""
 Progress = Callable[[str, int, int], None]
 """``(what, done, total)``: called after every measured batch."""
 
@@ -81,6 +86,7 @@ class ProfileResult:
     seconds: float
     memory_base_mb: float
     options: dict[str, Any] = field(default_factory=dict)
+    dropped_vcpus: list[float] = field(default_factory=list)  # implausible twice: not fitted
 
     def to_dict(self) -> dict[str, Any]:
         errs = [abs(p.avg_error) for p in self.points]
@@ -91,6 +97,7 @@ class ProfileResult:
             "vcpus": sorted({p.vcpu for p in self.points}),
             "fit_error_mean": round(float(np.mean(errs)), 4) if errs else None,
             "fit_error_max": round(float(np.max(errs)), 4) if errs else None,
+            "dropped_vcpus": self.dropped_vcpus,
             "points": [p.to_dict() for p in self.points],
             "profile": self.profile.model_dump(mode="json"),
         }
@@ -104,7 +111,7 @@ def check_grid(batch_sizes: Sequence[int], vcpus: Sequence[float], repeats: int)
     if max(batch_sizes) > 1024 or len(set(batch_sizes)) != len(batch_sizes):
         raise ConfigError("--batch-sizes must be distinct and at most 1024", field="--batch-sizes")
     cores = os.cpu_count() or 1
-    if len(set(vcpus)) < 3:
+    if len(set(vcpus)) < MIN_FIT_VCPUS:
         raise ConfigError("--vcpus needs at least 3 distinct allotments (alpha, beta, gamma)",
                           field="--vcpus")  # fmt: skip
     bad = [c for c in vcpus if not MIN_VCPU <= c <= cores]
@@ -172,6 +179,27 @@ def _rss_mb(pids: list[int]) -> float:
     return total
 
 
+def implausible_allotments(cells: dict[float, dict[int, list[float]]],
+                           ratio: float = IMPLAUSIBLE_RATIO) -> list[float]:  # fmt: skip
+    """Allotments measured slower than a smaller one, by more than ``ratio``, at most of
+    their batch sizes.
+
+    Why: more CPU never makes a batch slower, so such an allotment was measured while
+    something else had the cores (seen here: at 2.0 vCPU on a 2-core machine with another
+    process busy, MiniLM's threads waited on each other and batches took 10–30x longer,
+    and the exponential fit through that point was off by hundreds of percent everywhere).
+    """
+    vcpus = sorted(cells)
+    bad = []
+    for i, c in enumerate(vcpus[1:], start=1):
+        sizes = list(cells[c])
+        slower = sum(np.mean(cells[c][b]) > ratio * min(np.mean(cells[s][b]) for s in vcpus[:i])
+                     for b in sizes)  # fmt: skip
+        if slower * 2 > len(sizes):
+            bad.append(c)
+    return bad
+
+
 def fit(cells: dict[float, dict[int, list[float]]]) -> tuple[CpuProfile, list[Point]]:
     """Interpolate over batch sizes, fit an exponential over allotments per batch size."""
     vcpus = np.array(sorted(cells))
@@ -234,14 +262,25 @@ def profile_model(
             cells[c], mech, r = await measure_allotment(model, opts, base, c, sizes, repeats,
                                                          records, tick)  # fmt: skip
             rss = max(rss, r)
+        for c in implausible_allotments(cells):  # once more, now the machine may be quiet
+            if progress:
+                progress(f"{c:g} vCPU again (slower than less CPU)", done[0], total)
+            cells[c], _, _ = await measure_allotment(model, opts, base, c, sizes, repeats,
+                                                     records, lambda: None)  # fmt: skip
         return cells, mech, rss
 
     cells, mechanism, rss = asyncio.run(run())
+    dropped = implausible_allotments(cells)
+    if len(cells) - len(dropped) >= MIN_FIT_VCPUS:
+        for c in dropped:
+            del cells[c]
+    else:
+        dropped = []
     cpu, points = fit(cells)
     cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1)})
     label = name or model
     return ProfileResult(label, ModelProfile(name=label, cpu=cpu), points, mechanism,
-                         time.monotonic() - t0, rss, opts)  # fmt: skip
+                         time.monotonic() - t0, rss, opts, dropped)  # fmt: skip
 
 
 def profile_yaml(result: ProfileResult) -> str:
@@ -251,6 +290,9 @@ def profile_yaml(result: ProfileResult) -> str:
     head = [f"# batchwise profile of {result.name} on this machine ({os.cpu_count()} cores), "
             f"vCPU quota by {result.mechanism}, {result.seconds:.0f} s",
             "# batch  vcpu   mean_s    p99_s  fit_avg_err  fit_max_err"]  # fmt: skip
+    if result.dropped_vcpus:
+        head.insert(1, "# not fitted (measured twice slower than less CPU: contention?): "
+                    + ", ".join(f"{c:g} vCPU" for c in result.dropped_vcpus))  # fmt: skip
     for p in result.points:
         head.append(f"# {p.batch:5d} {p.vcpu:5.2f} {p.mean_s:8.4f} {p.p99_s:8.4f} "
                     f"{p.avg_error:+11.1%} {p.max_error:+11.1%}")  # fmt: skip
