@@ -28,6 +28,9 @@ def test_a_backlog_or_refusals_at_load_ask_for_one_more():
 
 def test_refusals_at_low_utilisation_add_nothing():
     assert want_instances(sig(busy_s=0.2, rejected=5)).instances == 1
+    # ... not even as offered work: an SLO no batch meets is not fixed by more instances.
+    assert want_instances(sig(busy_s=0.2, rejected=5, offered_items=900,
+                              item_s=0.005)).instances == 1  # fmt: skip
 
 
 def test_a_step_in_offered_work_is_answered_in_one_decision():

@@ -52,15 +52,16 @@ def want_instances(sig: GroupSignal, target: float = TARGET_UTILISATION) -> Want
     util = sig.busy_s / (sig.interval_s * n)
     want = max(1, math.ceil(sig.busy_s / sig.interval_s / target - 1e-9))
     why = f"busy {util:.0%} of {n} instance(s) (target {target:.0%})"
-    offered = sig.offered_items * sig.item_s / sig.interval_s  # instance-seconds per second
-    by_offer = math.ceil(offered / target - 1e-9)
-    if by_offer > want:  # refused work, never served, is missing from busy time
-        want = by_offer
-        why += f"; offered {sig.offered_items / sig.interval_s:.0f} items/s needs {by_offer}"
-    backlog = sig.queued_items > sig.batch_size * n
     # Refusals at low utilisation are not a capacity problem (a tight SLO against a slow
     # batch): more instances would only cost their start-up CPU.
-    if backlog or (sig.rejected > 0 and util >= target / 2):
+    capacity_short = sig.rejected > 0 and util >= target / 2
+    offered = sig.offered_items * sig.item_s / sig.interval_s  # instance-seconds per second
+    by_offer = math.ceil(offered / target - 1e-9)
+    if by_offer > want and (capacity_short or sig.rejected == 0):
+        want = by_offer  # refused work, never served, is missing from busy time
+        why += f"; offered {sig.offered_items / sig.interval_s:.0f} items/s needs {by_offer}"
+    backlog = sig.queued_items > sig.batch_size * n
+    if backlog or capacity_short:
         want = max(want, n + 1)
         why += (f"; {sig.rejected} refused" if sig.rejected else "") + (
             f"; {sig.queued_items} items queued" if backlog else "")
