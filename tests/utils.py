@@ -129,3 +129,14 @@ def check_plan_feasible(
     total = sum(g.total_rate for g in plan.groups)
     weighted = sum(g.total_rate * g.cost_per_request for g in plan.groups) / total
     assert abs(plan.cost_per_request - weighted) <= 1e-12 * weighted
+
+
+def cli_exit(argv: list[str]) -> int:
+    """Run ``batchwise ARGV`` in-process; its exit status (0 when it returns)."""
+    from batchwise.cli import main
+
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -28,7 +28,7 @@ from batchwise.sim.gpu_cluster import (
     exclusive_peak,
     simulate,
 )
-from utils import DILU_DIR
+from utils import DILU_DIR, cli_exit
 
 DATA = DILU_DIR / "workloads"
 
@@ -43,14 +43,6 @@ authors' code (ties to the lowest id) gives 242/223/160/155, 386/348/272/263,
 693/637/520/499."""
 
 
-def _exit(argv: list[str]) -> int:
-    from batchwise.cli import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @cache
@@ -181,7 +173,7 @@ def test_capacity_options_change_the_cluster() -> None:
 
 def test_cli_json_has_every_scheduler(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     png = tmp_path / "active.png"
-    assert _exit(["gpu", "simulate", str(DATA / "instances-100.txt"), "--json",
+    assert cli_exit(["gpu", "simulate", str(DATA / "instances-100.txt"), "--json",
                   "--plot", str(png)]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert set(out["schedulers"]) == {s.value for s in SchedulerName}
@@ -197,10 +189,10 @@ def test_cli_json_has_every_scheduler(capsys: pytest.CaptureFixture[str], tmp_pa
 
 def test_cli_one_scheduler_and_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["gpu", "simulate", str(DATA / "instances-100.txt"), "--scheduler", "repack"]
-    assert _exit([*args, "--move-budget", "0", "--json"]) == 0
+    assert cli_exit([*args, "--move-budget", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert list(out["schedulers"]) == ["repack"] and out["schedulers"]["repack"]["moves"] == 0
-    assert _exit(args) == 0
+    assert cli_exit(args) == 0
     text = capsys.readouterr().out
     rows = [line.split()[0] for line in text.splitlines()[3:] if line.strip()]
     assert "repack" in rows and "peak GPUs" in text and "dilu" not in rows
@@ -222,9 +214,9 @@ def test_cli_bad_input_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pat
         (["gpu", "simulate", good, "--gpu-memory-gb", "30"], "Instance.memory"),
     ]
     for argv, words in cases:
-        assert _exit(argv) == 2, argv
+        assert cli_exit(argv) == 2, argv
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1, (argv, err)
-    assert _exit(["gpu", "simulate", str(bad), "--json"]) == 2
+    assert cli_exit(["gpu", "simulate", str(bad), "--json"]) == 2
     error = json.loads(capsys.readouterr().out)
     assert error["line"] == 2 and error["file"] == str(bad)

@@ -10,7 +10,7 @@ import pytest
 
 from batchwise.errors import ConfigError
 from batchwise.gpu.measure import GridMeasurer, load_grid
-from utils import DILU_DIR
+from utils import DILU_DIR, cli_exit
 
 
 def shipped(name: str) -> str:
@@ -18,24 +18,16 @@ def shipped(name: str) -> str:
     return str(DILU_DIR / name)
 
 
-def _exit(argv: list[str]) -> int:
-    from batchwise.cli import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _json(argv: list[str], capsys) -> dict:
-    assert _exit([*argv, "--json"]) == 0
+    assert cli_exit([*argv, "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 def _error_line(argv: list[str], capsys) -> str:
     """The one stderr line of a refused command (exit 2, no traceback)."""
-    assert _exit(argv) == 2
+    assert cli_exit(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -74,7 +66,7 @@ def test_json_reports_the_gap_to_the_grid_best(capsys):
 
 
 def test_table_output(capsys):
-    assert _exit(["gpu", "profile", "--grid", shipped("llama2.csv"), "--qos", "0.042"]) == 0
+    assert cli_exit(["gpu", "profile", "--grid", shipped("llama2.csv"), "--qos", "0.042"]) == 0
     out = capsys.readouterr().out
     assert "pick: 50 % SM, batch 8" in out and "10 measurements" in out
     assert "grid best: 50 % SM, batch 8" in out
@@ -125,7 +117,7 @@ def test_bad_grid_rows_name_file_and_line(tmp_path, capsys, text, says):
 
 def test_bad_grid_under_json_is_one_error_object(tmp_path, capsys):
     grid = _csv(tmp_path, "1,10,0.01,100\n2,10,x,100\n")
-    assert _exit(["gpu", "profile", "--grid", grid, "--qos", "0.04", "--json"]) == 2
+    assert cli_exit(["gpu", "profile", "--grid", grid, "--qos", "0.04", "--json"]) == 2
     err = json.loads(capsys.readouterr().out)
     assert (err["file"], err["line"], err["field"]) == (grid, 2, "latency_s")
 
@@ -197,7 +189,7 @@ def test_live_cpu_quota_runs_the_search_end_to_end(capsys, monkeypatch):
     monkeypatch.delenv("BATCHWISE_CPU_QUOTA", raising=False)  # the real mechanism, not off
     argv = ["gpu", "profile", "--live-cpu", "sleep", "--options", '{"per_item_s": 0.004}',
             "--qos", "0.06", "--repeats", "2", "--json"]  # fmt: skip
-    assert _exit(argv) == 0
+    assert cli_exit(argv) == 0
     captured = capsys.readouterr()
     d = json.loads(captured.out)
     assert (d["source"], d["mode"], d["model"]) == ("cpu-quota", "inference", "sleep")

@@ -6,6 +6,7 @@ import pytest
 
 from batchwise.config.apps import AppSpec
 from batchwise.planner import PlannerOptions, plan
+from utils import cli_exit
 
 APPS = [AppSpec(name="a", slo=0.5, rate=5), AppSpec(name="b", slo=0.8, rate=10),
         AppSpec(name="c", slo=1.0, rate=20)]  # fmt: skip
@@ -21,14 +22,6 @@ def test_expected_objective_lowers_or_keeps_the_expected_cost(vgg19, prices_fc, 
         assert exp.cost_per_request >= full.cost_per_request * (1 - 1e-9)
 
 
-def _exit(argv: list[str]) -> int:
-    from batchwise.cli import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_objective_option_on_the_cli(capsys):
@@ -36,7 +29,7 @@ def test_objective_option_on_the_cli(capsys):
 
     apps = str(EXAMPLES_DIR / "vgg19-table1.yaml")
     for objective in ("expected", "full-batch"):
-        assert _exit(["plan", apps, "--objective", objective, "--json"]) == 0
+        assert cli_exit(["plan", apps, "--objective", objective, "--json"]) == 0
     capsys.readouterr()
-    assert _exit(["plan", apps, "--objective", "cheapest"]) == 2
+    assert cli_exit(["plan", apps, "--objective", "cheapest"]) == 2
     assert "--objective" in capsys.readouterr().err

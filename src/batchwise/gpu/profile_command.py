@@ -188,12 +188,9 @@ def _measurer(source: str, grid: Path | None, model: str, options: str, vcpus: f
         return GridMeasurer.from_csv(grid)
     if source == "--live-gpu":
         return MpsMeasurer(model, repeats, training)
-    try:
-        opts = json.loads(options)
-    except ValueError as exc:
-        raise ConfigError(f"not JSON: {exc}", field="--options") from None
-    if not isinstance(opts, dict):
-        raise ConfigError("must be a JSON object", field="--options")
+    from batchwise.profiling.command import parse_options
+
+    opts = parse_options(options)
     try:
         return CpuQuotaMeasurer(model, opts, vcpus, repeats)
     except TypeError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,17 @@ def _numbers(text: str, option: str, kind: type) -> list:
     if not values or any(v != v for v in values):
         raise ConfigError(f"must list at least one number, got {text!r}", field=option)
     return values
+
+
+def parse_options(text: str, field: str = "--options") -> dict[str, Any]:
+    """A model's ``--options``: one JSON object, or ConfigError naming the option."""
+    try:
+        opts = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"not JSON: {exc}", field=field) from None
+    if not isinstance(opts, dict):
+        raise ConfigError("must be a JSON object", field=field)
+    return opts
 
 
 def profile_command(
@@ -61,12 +72,7 @@ def profile_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Measure latency over batch sizes and vCPU quotas; fit and write a profile for `plan`."""
-    try:
-        opts = json.loads(options)
-    except ValueError as exc:
-        raise ConfigError(f"not JSON: {exc}", field="--options") from None
-    if not isinstance(opts, dict):
-        raise ConfigError("must be a JSON object", field="--options")
+    opts = parse_options(options)
     sizes = [int(v) for v in _numbers(batch_sizes, "--batch-sizes", float)]
     allots = _numbers(vcpus, "--vcpus", float) if vcpus else list(default_vcpus())
     if output is not None:
