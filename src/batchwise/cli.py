@@ -35,6 +35,7 @@ from batchwise.errors import BatchwiseError, ConfigError
 from batchwise.gpu.command import gpu_app
 from batchwise.loadgen.command import TraceOpt as SimTraceOpt
 from batchwise.loadgen.command import load_command
+from batchwise.options import in_range
 from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
@@ -113,13 +114,6 @@ def _options(eq_timeout: str, objective: str = DEFAULT_OBJECTIVE) -> PlannerOpti
                           field="--objective")  # fmt: skip
     formula: EqTimeoutFormula = "eq5" if eq_timeout == "eq5" else "tightest"
     return PlannerOptions(eq_timeout=formula, objective=objective)
-
-
-def _positive(option: str, value: float, low: float, high: float) -> float:
-    """A finite number in [low, high] for a command-line option (NaN fails every test)."""
-    if not low <= value <= high:
-        raise ConfigError(f"must be a number in [{low:g}, {high:g}], got {value}", field=option)
-    return value
 
 
 @contextmanager
@@ -334,8 +328,8 @@ def simulate_cmd(
     from batchwise.sim.runs import run_simulation
 
     if duration is not None:
-        _positive("--duration", duration, 1e-3, MAX_DURATION_S)
-    _positive("--window", window, MIN_WINDOW_S, MAX_DURATION_S)
+        in_range("--duration", duration, 1e-3, MAX_DURATION_S)
+    in_range("--window", window, MIN_WINDOW_S, MAX_DURATION_S)
     if seed < 0:
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     if plot is not None:
@@ -372,12 +366,12 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
             if v is not None:
                 raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
-    _positive("--instances", instances, 1, MAX_INSTANCES)
+    in_range("--instances", instances, 1, MAX_INSTANCES)
     top = instances if max_instances is None else max_instances
-    _positive("--max-instances", top, instances, MAX_INSTANCES)
-    _positive("--cold-start", cold_start, 0.0, 3600.0)
+    in_range("--max-instances", top, instances, MAX_INSTANCES)
+    in_range("--cold-start", cold_start, 0.0, 3600.0)
     overhead = DEFAULT_OVERHEAD_S if overhead is None else overhead
-    _positive("--overhead", overhead, 0.0, 60.0)
+    in_range("--overhead", overhead, 0.0, 60.0)
     return PoolSpec(instances, top, cold_start, overhead)
 
 
@@ -410,10 +404,10 @@ def demo_cmd(
     from batchwise.demo import run_demo
 
     check_output_dir(out, "--out")
-    _positive("--duration", duration, 1.0, MAX_DURATION_S)
+    in_range("--duration", duration, 1.0, MAX_DURATION_S)
     if live_duration != 0:
-        _positive("--live-duration", live_duration, 1.0, 3600.0)
-    _positive("--live-scale", live_scale, 0.01, 100.0)
+        in_range("--live-duration", live_duration, 1.0, 3600.0)
+    in_range("--live-scale", live_scale, 0.01, 100.0)
     report = run_demo(out, duration, console if not as_json else None, live_duration,
                       live_scale)  # fmt: skip
     if as_json:

@@ -10,7 +10,7 @@ import typer
 
 gpu_app = typer.Typer(
     name="gpu",
-    help="GPU resourcing on demand (Dilu): profile by pruning search, simulate placement.",
+    help="GPU resourcing on demand (Dilu): pruning-search profiles, placement, co-scaling.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -22,3 +22,7 @@ gpu_app.command("profile")(profile_command)
 from batchwise.gpu.simulate_command import simulate_command  # noqa: E402
 
 gpu_app.command("simulate")(simulate_command)
+
+from batchwise.gpu.coscale_command import coscale_command  # noqa: E402
+
+gpu_app.command("coscale")(coscale_command)

@@ -14,7 +14,6 @@ invariant violation is a bug and exits 1 with the CLI's internal-error line.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from batchwise.gpu.workload import (
     DEFAULT_LIMIT_CAPACITY,
     SM_CAPACITY,
 )
+from batchwise.options import in_range
 from batchwise.outputs import check_output_file
 
 if TYPE_CHECKING:  # the simulator (numpy, the event heap) loads only when the command runs
@@ -60,11 +60,6 @@ def _schedulers(value: str) -> list[SchedulerName]:
         choices = ", ".join([*(s.value for s in SchedulerName), ALL])
         raise ConfigError(f"unknown scheduler {value!r} (one of {choices})",
                           field="--scheduler") from None  # fmt: skip
-
-
-def _check_range(option: str, value: float, low: float, high: float) -> None:
-    if not (math.isfinite(value) and low <= value <= high):  # NaN fails too
-        raise ConfigError(f"must be a number in [{low:g}, {high:g}], got {value}", field=option)
 
 
 def simulate_command(
@@ -107,11 +102,11 @@ def simulate_command(
     from batchwise.sim.gpu_cluster import exclusive_peak
 
     names = _schedulers(scheduler)
-    _check_range("--gpus-per-node", gpus_per_node, 1, MAX_GPUS_PER_NODE)
-    _check_range("--gpu-memory-gb", gpu_memory_gb, 1.0, MAX_GPU_MEMORY_GB)
-    _check_range("--limit-capacity", limit_capacity, SM_CAPACITY, MAX_LIMIT_CAPACITY)
+    in_range("--gpus-per-node", gpus_per_node, 1, MAX_GPUS_PER_NODE)
+    in_range("--gpu-memory-gb", gpu_memory_gb, 1.0, MAX_GPU_MEMORY_GB)
+    in_range("--limit-capacity", limit_capacity, SM_CAPACITY, MAX_LIMIT_CAPACITY)
     if move_budget is not None:
-        _check_range("--move-budget", move_budget, 0, MAX_MOVE_BUDGET)
+        in_range("--move-budget", move_budget, 0, MAX_MOVE_BUDGET)
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
     limits = Limits(gpu_memory_gb=gpu_memory_gb, limit_capacity=limit_capacity,

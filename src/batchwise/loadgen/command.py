@@ -25,6 +25,7 @@ from rich.console import Console
 
 from batchwise.config.limits import MIN_WINDOW_S
 from batchwise.errors import ConfigError
+from batchwise.options import in_range
 from batchwise.outputs import check_output_file
 from batchwise.traces.spec import parse_spec
 
@@ -50,13 +51,6 @@ TraceOpt = Annotated[  # also `simulate --trace` (one option, one help text)
         "rescaled to its planned rate.",
     ),
 ]
-
-
-def _in_range(option: str, value: float, low: float, high: float, low_open: bool = False) -> None:
-    ok = (low < value if low_open else low <= value) and value <= high
-    if not ok:  # NaN fails both tests
-        lo = "(" if low_open else "["
-        raise ConfigError(f"must be a number in {lo}{low:g}, {high:g}], got {value}", field=option)
 
 
 def load_command(
@@ -97,10 +91,10 @@ def load_command(
     from batchwise.loadgen.client import LoadOptions, check_target, run_load
     from batchwise.loadgen.report import plot_timeline, print_report, summarize, trace_title
 
-    _in_range("--duration", duration, 1.0, MAX_LOAD_DURATION_S)
-    _in_range("--rate-scale", rate_scale, 0.0, MAX_RATE_SCALE, low_open=True)
-    _in_range("--window", window, MIN_WINDOW_S, MAX_LOAD_DURATION_S)
-    _in_range("--timeout", timeout, 0.0, MAX_TIMEOUT_S, low_open=True)
+    in_range("--duration", duration, 1.0, MAX_LOAD_DURATION_S)
+    in_range("--rate-scale", rate_scale, 0.0, MAX_RATE_SCALE, low_open=True)
+    in_range("--window", window, MIN_WINDOW_S, MAX_LOAD_DURATION_S)
+    in_range("--timeout", timeout, 0.0, MAX_TIMEOUT_S, low_open=True)
     if seed < 0:
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     traces = list(trace or ["poisson"])
