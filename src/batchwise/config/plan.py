@@ -22,24 +22,38 @@ from batchwise.config.limits import (
 
 
 class FunctionSpec(StrictModel):
-    """A function size: ``{"kind": "cpu", "vcpu": 1.6}`` or ``{"kind": "gpu", "gpu_memory_gb": 2}``.
+    """A function size: ``{"kind": "cpu", "vcpu": 1.6}``, ``{"kind": "gpu", "gpu_memory_gb": 2}``
+    or ``{"kind": "gpu-sm", "sm_share": 0.2, "sm_limit": 0.4, "gpu_memory_gb": 2}``.
 
-    Both kinds also carry the vCPUs and host memory they are billed for.
+    Every kind also carries the vCPUs and host memory it is billed for.
     """
 
-    kind: Literal["cpu", "gpu"]
+    kind: Literal["cpu", "gpu", "gpu-sm"]
     vcpu: float = Field(
         gt=0, le=MAX_VCPU, description="vCPUs (GPU functions: host vCPUs, m/3 on FC)"
     )
     memory_gb: float = Field(gt=0, le=MAX_VCPU * 64, description="host memory billed (GB)")
     gpu_memory_gb: int | None = Field(
-        None, ge=1, le=MAX_GPU_MEMORY_GB, description="GPU memory share m (GB); GPU only"
+        None, ge=1, le=MAX_GPU_MEMORY_GB, description="GPU memory share m (GB); GPU kinds only"
+    )
+    sm_share: float | None = Field(
+        None, gt=0, le=1, description="guaranteed share of the GPU's SMs (gpu-sm only)"
+    )
+    sm_limit: float | None = Field(
+        None, gt=0, le=1, description="share it may burst to, >= sm_share (gpu-sm only)"
     )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> FunctionSpec:
-        if (self.kind == "gpu") != (self.gpu_memory_gb is not None):
+        if (self.kind != "cpu") != (self.gpu_memory_gb is not None):
             raise ValueError("gpu_memory_gb is required for GPU functions and forbidden for CPU")
+        sm = self.kind == "gpu-sm"
+        if sm != (self.sm_share is not None) or sm != (self.sm_limit is not None):
+            raise ValueError("sm_share and sm_limit are required for gpu-sm functions and "
+                             "forbidden for the others")  # fmt: skip
+        if sm and self.sm_limit < self.sm_share:  # type: ignore[operator]
+            raise ValueError(f"sm_limit ({self.sm_limit}) must be at least sm_share "
+                             f"({self.sm_share})")  # fmt: skip
         return self
 
 

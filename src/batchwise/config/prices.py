@@ -47,6 +47,21 @@ class PriceBook(StrictModel):
     gpu_bills_host: bool = Field(
         True, description="a GPU function also pays for its host vCPU and memory"
     )
+    # SM-share GPU functions (kind gpu-sm): sold only where gpu_sm_per_s is set.
+    gpu_sm_per_s: float | None = Field(
+        None, ge=0, description="price per second of a whole GPU's SMs (share 1.0); "
+        "unset: no SM-share GPU functions are sold"
+    )  # fmt: skip
+    gpu_sm_memory_per_gb_s: float = Field(
+        0.0, ge=0, description="price per GB-second of GPU memory held by an SM-share function"
+    )
+    gpu_sm_step: float = Field(
+        0.1, gt=0, le=1, description="SM shares sold: multiples of this up to 1 (the smallest too)"
+    )
+    gpu_sm_limit_factor: float = Field(
+        2.0, ge=1, le=100, description="an SM-share function may burst to this × its share "
+        "(at most the whole GPU); bursts are not billed and not planned on"
+    )  # fmt: skip
     # Platform limits (Alibaba Function Compute, Nov 2023).
     vcpu_min: float = Field(0.05, gt=0, le=MAX_VCPU, description="smallest CPU function (vCPU)")
     vcpu_max: float = Field(16.0, gt=0, le=MAX_VCPU, description="largest CPU function (vCPU)")
@@ -129,6 +144,21 @@ BUILTIN_PRICE_BOOKS: dict[str, PriceBook] = {
         invocation=0.009 / 10_000,
         gpu_billing_granularity_s=1.0,
         gpu_bills_host=True,
+    ),
+    "alibaba-fc-2023-sm": PriceBook(
+        name="alibaba-fc-2023-sm",
+        variant="fc",
+        currency="CNY",
+        vcpu_per_s=0.00009,
+        memory_per_gb_s=0.000009,
+        gpu_memory_per_gb_s=0.00011,
+        invocation=0.009 / 10_000,
+        gpu_billing_granularity_s=1.0,
+        gpu_bills_host=True,
+        # The whole 24 GB GPU costs what it costs as memory slices (24 × 0.00011 per s),
+        # split half for its SMs and half for its memory.
+        gpu_sm_per_s=24 * 0.00011 / 2,
+        gpu_sm_memory_per_gb_s=0.00011 / 2,
     ),
     "paper-eq6": PriceBook(
         name="paper-eq6",

@@ -106,8 +106,17 @@ class GpuProfile(_Strict):
         32, ge=1, le=MAX_BATCH, description="largest batch size considered on a GPU"
     )
     max_latency_overhead: float = Field(
-        1.2, ge=1, description="factor on the GPU part of L_max when the function has m < M_max"
-    )
+        1.2, ge=1, description="factor on the GPU part of L_max when the function has m < M_max "
+        "(gpu-sm: when its share is below 1)"
+    )  # fmt: skip
+    sm_saturation: float | None = Field(
+        None, gt=0, le=1, description="gpu-sm: SM share a batch of one keeps busy (sigma1); "
+        "unset: the default fitted on the Dilu grids"
+    )  # fmt: skip
+    sm_saturation_growth: float | None = Field(
+        None, ge=0, le=2, description="gpu-sm: sigma(b) = min(1, sigma1 * b^growth); "
+        "unset: the default fitted on the Dilu grids"
+    )  # fmt: skip
 
     @field_validator("base_s")
     @classmethod

@@ -1,9 +1,10 @@
 """Function configurations and the platform's resource rules (memory floors, ratios).
 
-A *function* is one serverless size: ``c`` vCPUs (CPU) or ``m`` GB of a GPU
-(GPU, with ``m * gpu_vcpu_per_gb`` host vCPUs). Host memory follows from the model's
-memory floor and the platform's memory:vCPU ratio; a size outside that ratio is
-invalid (``None``).
+A *function* is one serverless size: ``c`` vCPUs (CPU), ``m`` GB of a GPU
+(GPU, time-sliced, with ``m * gpu_vcpu_per_gb`` host vCPUs), or a share ``s`` of a
+GPU's SMs with ``m`` GB of its memory (GPU-SM, spatially shared as under MPS). Host
+memory follows from the model's memory floor and the platform's memory:vCPU ratio; a
+size outside that ratio is invalid (``None``).
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from typing import Literal
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import CpuProfile, ModelProfile
 
-Kind = Literal["cpu", "gpu"]
+Kind = Literal["cpu", "gpu", "gpu-sm"]
 
 
 @dataclass(frozen=True, slots=True)
 class Function:
-    """One function size. Invariant: ``gpu_memory_gb == 0`` iff ``kind == 'cpu'``."""
+    """One function size. Invariants: ``gpu_memory_gb == 0`` iff ``kind == 'cpu'``;
+    ``0 < sm_share <= sm_limit <= 1`` iff ``kind == 'gpu-sm'`` (both 0 otherwise)."""
 
     kind: Kind
     vcpu: float  # vCPUs billed and used (GPU: m * gpu_vcpu_per_gb)
     memory_gb: float  # host memory billed (GB), a multiple of the rounding step
     gpu_memory_gb: int = 0  # GPU memory share m (GB); 0 on CPU functions
+    sm_share: float = 0.0  # guaranteed share of the GPU's SMs (gpu-sm only)
+    sm_limit: float = 0.0  # share it may burst to while the GPU has room (gpu-sm only)
 
     def describe(self) -> str:
         from batchwise.perf.kinds import kind_of  # the kinds build on this module

@@ -25,7 +25,7 @@ from batchwise.perf.functions import (
     gpu_function,
     gpu_grid,
 )
-from batchwise.perf.latency import cpu_avg, cpu_max, gpu_avg, gpu_max
+from batchwise.perf.latency import cpu_avg, cpu_max, gpu_avg, gpu_max, gpu_sm_avg, gpu_sm_max
 
 SIZE_EPS = 1e-4
 """Tolerance (vCPU, GB) when a plan's sizes are compared with a price book's (plans
@@ -44,6 +44,7 @@ class FunctionKind(ABC):
     """One kind of function: its sizes, latency, price, description and plan form."""
 
     name: ClassVar[str]  # the plan's ``function.kind``
+    device: ClassVar[str]  # "cpu" or "gpu": the hardware an instance needs
 
     @abstractmethod
     def profile_part(self, profile: ModelProfile) -> Any | None:
@@ -106,6 +107,7 @@ class CpuKind(FunctionKind):
     """``c`` vCPUs on the price book's grid; latency α·e^(−c/β)+γ per batch size."""
 
     name = "cpu"
+    device = "cpu"
 
     def profile_part(self, profile: ModelProfile) -> Any | None:
         return profile.cpu
@@ -185,6 +187,7 @@ class GpuKind(FunctionKind):
     """``m`` GB of a GPU (time-sliced by memory share) with ``m × gpu_vcpu_per_gb`` host vCPUs."""
 
     name = "gpu"
+    device = "gpu"
 
     def profile_part(self, profile: ModelProfile) -> Any | None:
         return profile.gpu
@@ -262,7 +265,137 @@ class GpuKind(FunctionKind):
         return "GPU host memory or memory_steps beyond what the GPU sizes hold"
 
 
-KINDS: dict[str, FunctionKind] = {k.name: k for k in (CpuKind(), GpuKind())}
+class GpuSmKind(FunctionKind):
+    """A share ``s`` of a GPU's SMs (spatially shared, as under MPS) with the memory a batch
+    needs; it may burst to ``sm_limit`` while the GPU has room, which is neither billed
+    nor planned on (latency and cost are at the guaranteed share).
+
+    Why a kind of its own: a memory slice buys compute in proportion to memory (m of M
+    GB runs m/M of the time), so a model that needs much memory but few SMs, or a tight
+    SLO that time slicing's waits break, pays for what it does not use. Sold only by
+    price books that set ``gpu_sm_per_s``; shares are multiples of ``gpu_sm_step``.
+    """
+
+    name = "gpu-sm"
+    device = "gpu"
+
+    def profile_part(self, profile: ModelProfile) -> Any | None:
+        return profile.gpu
+
+    @staticmethod
+    def shares(prices: PriceBook) -> list[float]:
+        n = max(1, int(1.0 / prices.gpu_sm_step + 1e-9))
+        return [round(min(1.0, i * prices.gpu_sm_step), 4) for i in range(1, n + 1)]
+
+    @staticmethod
+    def limit(share: float, prices: PriceBook) -> float:
+        return round(min(1.0, share * prices.gpu_sm_limit_factor), 4)
+
+    def _memory(self, profile: ModelProfile, batch: int, prices: PriceBook) -> int | None:
+        """The least GPU memory the book sells that holds the batch (more buys nothing)."""
+        gpu = profile.gpu
+        assert gpu is not None
+        m = max(prices.gpu_memory_gb_min, gpu.min_memory_gb(batch))
+        return m if m <= min(prices.gpu_memory_gb_max, gpu.total_memory_gb) else None
+
+    def _function(self, profile: ModelProfile, m: int, share: float, limit: float,
+                  prices: PriceBook) -> Function | None:  # fmt: skip
+        host = gpu_function(profile, m, prices)
+        if host is None:
+            return None
+        return Function("gpu-sm", host.vcpu, host.memory_gb, m, share, limit)
+
+    def configs(self, profile: ModelProfile, prices: PriceBook) -> Iterator[tuple[Function, int]]:
+        gpu = profile.gpu
+        if gpu is None or prices.gpu_sm_per_s is None:
+            return
+        for b in range(1, gpu.max_batch + 1):
+            m = self._memory(profile, b, prices)
+            if m is None:
+                continue
+            for s in self.shares(prices):
+                fn = self._function(profile, m, s, self.limit(s, prices), prices)
+                if fn is not None:
+                    yield fn, b
+
+    def config_count(self, profile: ModelProfile, prices: PriceBook) -> int:
+        gpu = profile.gpu
+        if gpu is None or prices.gpu_sm_per_s is None:
+            return 0
+        return gpu.max_batch * len(self.shares(prices))
+
+    def avg(self, part: Any, fn: Function, batch: int) -> float:
+        return float(gpu_sm_avg(part, batch, fn.sm_share, fn.vcpu))
+
+    def avg_upto(self, part: Any, fn: Function, batch: int) -> np.ndarray:
+        return gpu_sm_avg(part, np.arange(1, batch + 1), fn.sm_share, fn.vcpu)
+
+    def max(self, part: Any, fn: Function, batch: int) -> float:
+        return float(gpu_sm_max(part, batch, fn.sm_share, fn.vcpu))
+
+    def unit_price(self, fn: Function, prices: PriceBook) -> float:
+        assert prices.gpu_sm_per_s is not None
+        gpu = fn.sm_share * prices.gpu_sm_per_s + fn.gpu_memory_gb * prices.gpu_sm_memory_per_gb_s
+        if not prices.gpu_bills_host:
+            return gpu
+        return fn.vcpu * prices.vcpu_per_s + fn.memory_gb * prices.memory_per_gb_s + gpu
+
+    def granularity_s(self, prices: PriceBook) -> float:
+        return prices.gpu_billing_granularity_s
+
+    def size(self, fn: Function) -> float:
+        return fn.sm_share
+
+    def describe(self, fn: Function) -> str:
+        return f"GPU {fn.sm_share:.0%} SM (limit {fn.sm_limit:.0%}), {fn.gpu_memory_gb} GB"
+
+    def spec_fields(self, fn: Function) -> dict[str, Any]:
+        return {"kind": "gpu-sm", "vcpu": round(fn.vcpu, 4), "memory_gb": fn.memory_gb,
+                "gpu_memory_gb": fn.gpu_memory_gb, "sm_share": fn.sm_share,
+                "sm_limit": fn.sm_limit}  # fmt: skip
+
+    def from_spec(self, spec: Any) -> Function:
+        return Function("gpu-sm", spec.vcpu, spec.memory_gb, int(spec.gpu_memory_gb or 0),
+                        float(spec.sm_share or 0.0), float(spec.sm_limit or 0.0))  # fmt: skip
+
+    def check(self, spec: Any, batch: int, profile: ModelProfile, prices: PriceBook) -> Function:
+        gpu = profile.gpu
+        if gpu is None:
+            raise KindError(("function", "kind"), f"model {profile.name!r} has no GPU profile")
+        if prices.gpu_sm_per_s is None:
+            raise KindError(("function", "kind"), f"price book {prices.name!r} sells no "
+                            "SM-share GPU functions (it sets no gpu_sm_per_s)")  # fmt: skip
+        if batch > gpu.max_batch:
+            raise KindError(("batch_size",), f"{batch} is above the largest GPU batch of "
+                            f"{profile.name} ({gpu.max_batch})")  # fmt: skip
+        share, limit = float(spec.sm_share), float(spec.sm_limit)
+        if not any(abs(share - s) <= SIZE_EPS for s in self.shares(prices)):
+            raise KindError(("function", "sm_share"), f"{share:g} is not a share price book "
+                            f"{prices.name!r} sells (multiples of {prices.gpu_sm_step:g} up "
+                            "to 1)")  # fmt: skip
+        if limit > self.limit(share, prices) + SIZE_EPS:
+            raise KindError(("function", "sm_limit"), f"{limit:g} is above the "
+                            f"{self.limit(share, prices):g} a share of {share:g} may burst to "
+                            f"(gpu_sm_limit_factor {prices.gpu_sm_limit_factor:g})")  # fmt: skip
+        m = int(spec.gpu_memory_gb or 0)
+        need, top = gpu.min_memory_gb(batch), min(prices.gpu_memory_gb_max, gpu.total_memory_gb)
+        if not max(need, prices.gpu_memory_gb_min) <= m <= top:
+            raise KindError(("function", "gpu_memory_gb"), f"{m} GB is outside "
+                            f"{max(need, prices.gpu_memory_gb_min)}..{top} GB (a batch of "
+                            f"{batch} needs {need} GB; price book {prices.name!r})")  # fmt: skip
+        fn = self._function(profile, m, share, limit, prices)
+        if fn is None:
+            raise KindError(("function", "gpu_memory_gb"), f"{m} GB leaves too little host "
+                            "memory")  # fmt: skip
+        return fn
+
+    def empty_reason(self, prices: PriceBook) -> str:
+        if prices.gpu_sm_per_s is None:
+            return f"price book {prices.name!r} sells no SM-share GPU functions"
+        return "GPU host memory or memory_steps beyond what the GPU sizes hold"
+
+
+KINDS: dict[str, FunctionKind] = {k.name: k for k in (CpuKind(), GpuKind(), GpuSmKind())}
 """Every function kind, by the name plans use."""
 
 ALL_KINDS: tuple[str, ...] = tuple(KINDS)

@@ -5,7 +5,9 @@ avg and max). GPU with m of M GB, time slice tau, ``L0(b) = xi1 b + xi2``:
 ``L_avg = (M/m) a L0 + h L0 / min(v, 1)`` and
 ``L_max = (ceil(a L0 / (m tau)) (M - m) tau + a L0) * k + h L0 / min(v, 1)``
 where a / h are the GPU / host shares, v the host vCPUs and k the overhead factor
-(1 when m = M).
+(1 when m = M). GPU-SM with share s (spatial sharing, no time slices):
+``L_avg = a L0 max(1, sigma(b) / s) + h L0 / min(v, 1)``, ``sigma(b) = min(1, sigma1 b^g)``
+(the SMs a batch keeps busy), and ``L_max`` the GPU part × k when s < 1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,36 @@ def cpu_max(cpu: CpuProfile, batch: int, vcpu: ArrayLike) -> np.ndarray:
 def gpu_full(gpu: GpuProfile, batch: ArrayLike) -> np.ndarray:
     """L0(b): latency with the whole GPU."""
     return gpu.per_item_s * np.asarray(batch, dtype=float) + gpu.base_s
+
+
+SM_SATURATION = 0.18
+"""Default sigma1: the SM share a batch of one keeps busy (``bench/sm_saturation.py``, fitted
+over the five Dilu grids together; per model 0.10–0.34)."""
+SM_SATURATION_GROWTH = 0.32
+"""Default g in sigma(b) = min(1, sigma1 b^g) (the same fit; per model 0.10–0.46)."""
+
+
+def sm_saturation(gpu: GpuProfile, batch: ArrayLike) -> np.ndarray:
+    """sigma(b): the share of the SMs a batch of ``batch`` keeps busy."""
+    s1 = SM_SATURATION if gpu.sm_saturation is None else gpu.sm_saturation
+    g = SM_SATURATION_GROWTH if gpu.sm_saturation_growth is None else gpu.sm_saturation_growth
+    return np.minimum(1.0, s1 * np.asarray(batch, dtype=float) ** g)
+
+
+def gpu_sm_device(gpu: GpuProfile, batch: ArrayLike, share: float) -> np.ndarray:
+    """The GPU part of a batch at SM share ``share``: full speed until the share is below
+    what the batch keeps busy, then slower in proportion."""
+    l0 = gpu_full(gpu, batch)
+    return gpu.gpu_share * l0 * np.maximum(1.0, sm_saturation(gpu, batch) / share)
+
+
+def gpu_sm_avg(gpu: GpuProfile, batch: ArrayLike, share: float, vcpu: ArrayLike) -> np.ndarray:
+    return gpu_sm_device(gpu, batch, share) + _host_part(gpu, gpu_full(gpu, batch), vcpu)
+
+
+def gpu_sm_max(gpu: GpuProfile, batch: ArrayLike, share: float, vcpu: ArrayLike) -> np.ndarray:
+    k = gpu.max_latency_overhead if share < 1.0 else 1.0
+    return gpu_sm_device(gpu, batch, share) * k + _host_part(gpu, gpu_full(gpu, batch), vcpu)
 
 
 def _host_part(gpu: GpuProfile, l0: np.ndarray, vcpu: ArrayLike) -> np.ndarray:
@@ -69,7 +101,7 @@ class LatencyModel:
 
         self.cpu = cpu
         self.gpu = gpu
-        self._parts = {"cpu": cpu, "gpu": gpu}
+        self._parts = {"cpu": cpu, "gpu": gpu, "gpu-sm": gpu}
         self._kinds = KINDS
 
     def _of(self, fn: Function) -> tuple[Any, Any]:

@@ -52,7 +52,7 @@ def get_planner(name: str | Algorithm) -> Planner:
         Algorithm.MBS: lambda: MBSPlanner(),
         Algorithm.PER_APP: lambda: PerAppPlanner("per-app"),
         Algorithm.CPU_ONLY: lambda: DPPlanner("cpu-only", kinds=("cpu",)),
-        Algorithm.GPU_ONLY: lambda: DPPlanner("gpu-only", kinds=("gpu",)),
+        Algorithm.GPU_ONLY: lambda: DPPlanner("gpu-only", kinds=("gpu", "gpu-sm")),
         Algorithm.EXACT: lambda: ExactPlanner(),
     }
     return factories[algo]()

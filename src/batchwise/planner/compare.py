@@ -10,6 +10,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import PlanningError
+from batchwise.perf.kinds import KINDS
 from batchwise.planner import Algorithm, PlannerOptions, get_planner, plan
 
 BASELINE_ALGORITHM = Algorithm.BATCH
@@ -67,7 +68,7 @@ def compare(
                 normalized_cost=(p.cost_per_request / base) if base else None,
                 expected_cost_per_request=p.expected_cost_per_request,
                 groups=len(p.groups),
-                gpu_groups=sum(g.function.kind == "gpu" for g in p.groups),
+                gpu_groups=sum(KINDS[g.function.kind].device == "gpu" for g in p.groups),
                 planning_time_s=p.planning_time_s,
                 slo_violations_predicted=len(p.slo_violations_predicted),
             )

@@ -32,6 +32,7 @@ from batchwise.config.profiles import (
     load_profiles,
 )
 from batchwise.errors import ConfigError
+from batchwise.perf.kinds import KINDS
 from batchwise.planner import plan as make_plan
 from batchwise.profiling.cpu import ProfileResult, profile_model, profile_yaml
 from batchwise.runtime.runners import BUILTINS
@@ -141,7 +142,7 @@ def check_fits(plan: Plan, cores: int | None = None) -> None:
     """Refuse a plan this machine cannot run, naming the group and the reason."""
     n = cores or os.cpu_count() or 1
     for i, g in enumerate(plan.groups):
-        if g.function.kind == "gpu":
+        if KINDS[g.function.kind].device == "gpu":
             raise ConfigError(f"the plan puts group {i} ({', '.join(g.apps[:5])}) on a GPU "
                               "function, and this machine has no GPU; pass --cpu-only to "
                               "re-plan on CPUs")  # fmt: skip

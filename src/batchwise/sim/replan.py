@@ -24,6 +24,7 @@ from batchwise.config.plan import Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
+from batchwise.perf.kinds import KINDS
 from batchwise.perf.latency import LatencyModel
 from batchwise.sim.core import URGENT, Environment
 from batchwise.sim.serving import (
@@ -191,7 +192,7 @@ def _window_stats(
         violations=v,
         slo_violation_rate=v / n if n else 0.0,
         groups=len(runner.servers),
-        gpu_groups=kinds.count("gpu"),
+        gpu_groups=sum(KINDS[k].device == "gpu" for k in kinds),
         cpu_groups=kinds.count("cpu"),
         functions=tuple(s.fn.describe() for s in runner.servers),
     )
