@@ -209,11 +209,13 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
 
 
 @contextlib.contextmanager
-def serving(apps_file: Path, name: str, out: Path, env: dict[str, str]) -> Iterator[dict]:
+def serving(apps_file: Path, name: str, out: Path, env: dict[str, str],
+            extra: tuple[str, ...] = ()) -> Iterator[dict]:  # fmt: skip
     """A fresh ``batchwise serve``: yields {port, pid, plan_file, ready_s}; SIGTERM after."""
     port = free_port()
     plan_file = out / f"{name}-plan.json"
-    cmd = [*BW, "serve", str(apps_file), "--port", str(port), "--plan-out", str(plan_file)]
+    cmd = [*BW, "serve", str(apps_file), "--port", str(port), "--plan-out", str(plan_file),
+           *extra]  # fmt: skip
     log = (out / f"{name}-serve.log").open("w")
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -443,6 +443,12 @@ def batch_cmd(
             "--fresh", help="Delete the output dir's journal and outputs first; start over."
         ),
     ] = False,
+    cgroup: Annotated[
+        Path | None,
+        typer.Option(
+            "--cgroup", help="Run the job (its workers too) in this cgroup, e.g. serve --harvest's."
+        ),
+    ] = None,
 ) -> None:
     """Run a batch-inference job (resumes from its journal), or show a job's status.
 
@@ -463,6 +469,10 @@ def batch_cmd(
     else:
         if output_dir is not None:
             raise BatchwiseError(f"unexpected argument {str(output_dir)!r} (usage: {usage})")
+        if cgroup is not None:
+            from batchwise.resources.cpu_quota import join
+
+            join(cgroup)
         try:
             report = run_job(Path(target), None if as_json else console, fresh=fresh)
         except JobStopped as exc:  # one line on stderr (and the error object under --json)

@@ -65,9 +65,20 @@ def test_static_shares_reserve_the_request_or_the_limit_busy_or_not():
     assert vertical.static_shares([HI, LO], "limit") == {"inf": 0.6, "train": pytest.approx(0.4)}
 
 
-def test_a_tenant_needs_request_within_limit_within_the_device():
+def test_a_tenant_needs_request_within_limit():
     with pytest.raises(ValueError, match="request <= limit"):
         Tenant("x", Priority.HIGH, 0.5, 0.4)
+    with pytest.raises(ValueError, match="request <= limit"):
+        Tenant("x", Priority.HIGH, 0.0, 0.4)
+
+
+def test_cpu_shares_are_vcpus_of_the_machine():
+    serve = Tenant("inst", Priority.HIGH, 0.6, 1.2)
+    batch = Tenant("job", Priority.LOW, 0.1, 1.5)
+    busy = vertical.allocate([serve, batch], {"inst": True}, Budget(), capacity=1.5)
+    assert busy == {"inst": 1.2, "job": pytest.approx(0.3)}
+    idle = vertical.allocate([serve, batch], {"inst": False}, Budget(), capacity=1.5)
+    assert idle == {"inst": 0.0, "job": 1.5}
 
 
 # -- vertical feedback: state transitions on a fake tick clock ---------------------------

@@ -30,6 +30,7 @@ reference implementation's constants (``../shared/papers/dilu.md`` §3).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -60,7 +61,11 @@ class Priority(StrEnum):
 
 @dataclass(frozen=True)
 class Tenant:
-    """One function instance on a device. Invariant: ``0 < request <= limit <= 1``."""
+    """One function instance on a device. Invariant: ``0 < request <= limit`` (finite).
+
+    Shares are in the device's unit: a fraction of a GPU (capacity 1), or vCPUs of a
+    machine (capacity its cores) when the live enforcer runs the same policy on CPUs.
+    """
 
     name: str
     priority: Priority
@@ -69,8 +74,8 @@ class Tenant:
     llm: bool = False
 
     def __post_init__(self) -> None:
-        if not (0 < self.request <= self.limit <= 1):
-            raise ValueError(f"{self.name}: need 0 < request <= limit <= 1, got "
+        if not (0 < self.request <= self.limit < math.inf):
+            raise ValueError(f"{self.name}: need 0 < request <= limit, got "
                              f"{self.request}, {self.limit}")  # fmt: skip
 
 

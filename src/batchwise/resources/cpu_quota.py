@@ -24,6 +24,8 @@ PERIOD_US = 100_000
 """CFS period (µs): the kernel's default; quotas are vCPU × period."""
 MIN_QUOTA_US = 1_000
 """The kernel refuses quotas under 1 ms."""
+MIN_SHARES = 2
+"""The least ``cpu.shares`` cgroup v1 accepts."""
 ENV = "BATCHWISE_CPU_QUOTA"
 CGROUP_V1 = "cgroup-v1"
 CGROUP_V2 = "cgroup-v2"
@@ -101,6 +103,44 @@ class CpuQuota:
             (path / "cpu.max").write_text(f"{quota_us(vcpu)} {PERIOD_US}")
         return cls(vcpu, mech, path)
 
+    def set_vcpu(self, vcpu: float) -> bool:
+        """Change the allotment at once (the kernel applies a new quota from its next check,
+        within milliseconds): the vertical-scaling primitive. False without a cgroup (a
+        duty cycle lives in the instance and cannot be changed from outside)."""
+        self.vcpu = vcpu
+        if self.path is None:
+            return False
+        if self.mechanism == CGROUP_V1:
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota_us(vcpu)))
+        else:
+            (self.path / "cpu.max").write_text(f"{quota_us(vcpu)} {PERIOD_US}")
+        return True
+
+    def set_low_priority(self) -> bool:
+        """Let every other task run first when both want a core: ``cpu.idle`` (SCHED_IDLE
+        for the group, Linux 5.15+) where the kernel has it, else the least weight. A
+        batch job soaks up idle CPU this way and yields a core within a scheduler tick."""
+        if self.path is None:
+            return False
+        idle = self.path / "cpu.idle"
+        if idle.is_file():
+            idle.write_text("1")
+        elif self.mechanism == CGROUP_V1:
+            (self.path / "cpu.shares").write_text(str(MIN_SHARES))
+        else:
+            (self.path / "cpu.weight").write_text("1")
+        return True
+
+    def pids(self) -> list[int]:
+        """Processes in the cgroup now (empty without one)."""
+        if self.path is None:
+            return []
+        try:
+            text = (self.path / "cgroup.procs").read_text()
+        except OSError:
+            return []
+        return [int(x) for x in text.split()]
+
     def enter(self, pid: int | None = None) -> None:
         """Move ``pid`` (default: this process; its future threads follow) into the cgroup."""
         if self.path is not None:
@@ -146,3 +186,22 @@ class DutyCycle:
 
     def rest_s(self, busy_s: float) -> float:
         return max(0.0, busy_s * (self.threads / self.vcpu - 1.0))
+
+
+def join(path: str | Path) -> None:
+    """Move this process (and so every child it starts later) into the cgroup at ``path``.
+
+    Why: a batch job joins the low-priority group a serving gateway made
+    (``batchwise serve --harvest``) before it starts its workers, which inherit it.
+    A path that is not a cgroup this process may join is a ConfigError naming it.
+    """
+    from batchwise.errors import ConfigError
+
+    procs = Path(path) / "cgroup.procs"
+    if not procs.is_file():
+        raise ConfigError(f"{path} is not a cgroup (no cgroup.procs there)", field="--cgroup")
+    try:
+        procs.write_text(str(os.getpid()))
+    except OSError as exc:
+        raise ConfigError(f"cannot join cgroup {path}: {exc.strerror or exc}",
+                          field="--cgroup") from None  # fmt: skip

@@ -71,6 +71,13 @@ def serve_command(
     plan_out: Annotated[
         Path | None, typer.Option("--plan-out", help="Also write the served plan (JSON).")
     ] = None,
+    harvest: Annotated[
+        bool,
+        typer.Option(
+            "--harvest",
+            help="Lend idle CPU to a low-priority cgroup for batch jobs (batch --cgroup PATH).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the apps over the Open Inference Protocol until Ctrl-C (then drain and stop)."""
     if backend not in ("local", "ray"):
@@ -103,9 +110,13 @@ def serve_command(
         instances=instances, max_instances=max_instances, admission=admission,
         backend=backend, ray_address=ray_address, autoscale=autoscale,
         replan_window_s=window or None, rate_estimator=rate_estimator,
-        planner=prepared.replanner(),
+        planner=prepared.replanner(), harvest=harvest,
     )  # fmt: skip
     server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
+    if server.harvester is not None:
+        say(f"harvest: low-priority cgroup {server.harvester.path} gets the CPU serving "
+            f"leaves idle (of {server.harvester.capacity:g} vCPU); run batch jobs in it with "
+            f"'batchwise batch JOB --cgroup {server.harvester.path}'")  # fmt: skip
     try:
         gateway = Gateway(server, host, port, token, max_body)
     except OSError as exc:

@@ -88,6 +88,7 @@ class GroupPool:
         self.start_failures = 0
         self.last_error = ""
         self.cold_start_s = 5.0  # spawn to warm, last measured (admission's view of a start)
+        self.watcher: Any = None  # a Harvester (serving.harvest) steering quotas, or None
 
     # -- size ---------------------------------------------------------------------------
     def ready_count(self) -> int:
@@ -160,6 +161,8 @@ class GroupPool:
         self.schema = self.schema or schema
         self.cold_start_s = time.monotonic() - m.started_at
         m.ready = True
+        if self.watcher is not None:
+            self.watcher.add(m.name, m.quota, self.cfg.vcpu, self.cfg.threads)
         log.info("group %s: instance %s ready%s", self.name, m.name, detail)
         if m.draining:
             self._close(m)
@@ -191,6 +194,8 @@ class GroupPool:
             if m.ready and not m.draining and m.batch is None:
                 batch = self.queue.popleft()
                 m.batch, batch.sent_at = batch, self.now()
+                if self.watcher is not None:
+                    self.watcher.started(m.name)
                 self._track(self._run(m, batch))
 
     def free_times(self, now: float, warm_in_s: float) -> list[float]:
@@ -220,14 +225,16 @@ class GroupPool:
         if reply is None:  # the instance died under this batch
             self._settle(m, batch, None, self.now() - t0, f"exit {self._exit_code(m.name)}")
         else:
-            status, _, payload, _service = reply
-            self._settle(m, batch, (status, payload), self.now() - t0)
+            status, _, payload, service = reply
+            self._settle(m, batch, (status, payload), self.now() - t0, service_s=service)
 
     def _settle(self, m: Member, batch: Batch, result: tuple[str, Any] | None, busy: float,
-                why: str = "") -> None:  # fmt: skip
+                why: str = "", service_s: float | None = None) -> None:  # fmt: skip
         """After a batch, whatever the transport: answer it, or hand it back if the instance
         died (``result`` None), replace the dead, close a draining one, route the next."""
         m.batch = None
+        if self.watcher is not None and result is not None:
+            self.watcher.finished(m.name, service_s or busy, len(batch.items))
         if result is None:
             self.deaths += 1
             log.warning("group %s: instance %s died mid-batch (%s); %d request item(s) back",
@@ -271,6 +278,8 @@ class GroupPool:
 
     def _forget(self, m: Member) -> None:
         self.members.pop(m.name, None)
+        if self.watcher is not None:
+            self.watcher.remove(m.name)
         self.backend.poll()
         m.quota.remove()
         with contextlib.suppress(OSError):

@@ -28,6 +28,7 @@ import numpy as np
 from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
+from batchwise.errors import ConfigError
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import function_from_spec
 from batchwise.serving import admission
@@ -105,6 +106,7 @@ class ServeOptions:
     planner: Any = None  # Callable[[list[AppSpec]], Plan] for re-planning (None: no re-plan)
     backend: str = "local"  # where instances run: local processes or Ray actors
     ray_address: str | None = None  # Ray cluster (backend ray; None: RAY_ADDRESS or local)
+    harvest: bool = False  # lend idle CPU to a low-priority cgroup (serving.harvest)
 
 
 @dataclass
@@ -159,6 +161,7 @@ class GroupRuntime:
         else:
             self.pool = GroupPool(self.name, cfg, server.sock_dir, self._lost, self._free_at,
                                   server.timer.now)  # fmt: skip
+            self.pool.watcher = server.harvester
         self.batch_ids = itertools.count(1)
         self.busy_s = 0.0
         self.cost = 0.0
@@ -300,6 +303,9 @@ class Server:
         self.closing = False
         self.lag = LoopLag()  # how far behind the event loop runs (charged to requests)
         self.arrivals: dict[str, int] = {}  # per app, this re-planning window (admitted or not)
+        self.harvester: Any = None  # serving.harvest.Harvester under --harvest
+        if self.options.harvest:
+            self.harvester = make_harvester(self.options)
 
     @property
     def apps(self) -> list[str]:
@@ -309,6 +315,8 @@ class Server:
         """Start every group's instances and wait until each group has a warm one."""
         self.timer = AsyncioTimer()
         self.lag.start()
+        if self.harvester is not None:
+            self.harvester.start()
         self.sock_dir = tempfile.mkdtemp(prefix="batchwise-serve-")
         groups = self.build_groups(self.plan, self.epoch)
         self._start_groups(groups, "start")
@@ -433,7 +441,10 @@ class Server:
             raise Unavailable(f"no answer within {limit:.1f} s (safety timeout)") from None
 
     def observe(self, app: str, seconds: float, code: int, admitted: bool = True) -> None:
-        self.metrics.observe(app, seconds, code, self.slos.get(app), admitted)
+        slo = self.slos.get(app)
+        self.metrics.observe(app, seconds, code, slo, admitted)
+        if self.harvester is not None and code == 200 and slo:
+            self.harvester.answered(seconds, slo)
 
     def plan_doc(self) -> dict[str, Any]:
         return {
@@ -477,6 +488,7 @@ class Server:
                                 "deaths": g.pool.deaths} for g in self.groups},
             "apps": self.metrics.app_stats(),
             "predicted_cost_per_request": self.plan.expected_cost_per_request,
+            "harvest": None if self.harvester is None else self.harvester.stats(),
         }
 
     async def close(self) -> None:
@@ -489,11 +501,24 @@ class Server:
         for g in self.groups:
             g.batcher.flush()
         await asyncio.gather(*(g.pool.close() for g in self.groups))
+        if self.harvester is not None:
+            await self.harvester.close()
         for item in list(self.items.values()):
             _fail(item.call, Unavailable("the server shut down"))
         self.items.clear()
         if self.sock_dir:
             shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+def make_harvester(options: ServeOptions) -> Any:
+    """The CPU enforcer for ``--harvest``: instances share the cores less the gateway's
+    reserve; the harvest group may have every core they leave."""
+    from batchwise.serving.harvest import Harvester
+
+    if options.backend != "local":
+        raise ConfigError("--harvest steers local cgroups; it cannot be used with --backend "
+                          f"{options.backend}", field="--harvest")  # fmt: skip
+    return Harvester(instance_cores(), cores=float(os.cpu_count() or 1))
 
 
 def instance_cores() -> float:

@@ -1,0 +1,210 @@
+"""The CPU enforcer (``serve --harvest``): serving instances and a low-priority group share
+the machine through Dilu's vertical controller — decisions on unlinked quotas, then real
+cgroup quotas changed by a live gateway, and a batch job joining the group."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from live import run_load, sleep_gateway
+
+from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect
+from batchwise.serving.harvest import LOW_REQUEST_VCPU, Harvester
+from batchwise.serving.server import ServeOptions
+from utils import cli_exit
+
+CGROUPS = detect() in (CGROUP_V1, CGROUP_V2)
+needs_cgroups = pytest.mark.skipif(
+    not CGROUPS, reason="no writable cgroup here (needs root with cgroup v1, or a delegated v2)"
+)
+
+
+def harvester(capacity: float = 1.5) -> tuple[Harvester, dict[str, CpuQuota]]:
+    """A harvester over quotas that are not linked to any cgroup (``vcpu`` records the value)."""
+    h = Harvester(capacity, low=CpuQuota(capacity, "off"))
+    quotas = {n: CpuQuota(0.6, "off") for n in ("a", "b")}
+    for n, q in quotas.items():
+        h.add(n, q, 0.6)
+    return h, quotas
+
+
+def test_a_busy_instance_bursts_to_its_limit_and_the_batch_group_gets_the_rest():
+    h, q = harvester()
+    assert h.low.vcpu == 1.5 and q["a"].vcpu == 1.2  # idle: limit held, nothing used
+    h.started("a")
+    assert q["a"].vcpu == 1.2 and h.low.vcpu == pytest.approx(0.3)
+    h.finished("a", service_s=0.02, items=4)
+    assert h.low.vcpu == 1.5
+
+
+def test_two_busy_instances_keep_their_requests_and_split_the_spare():
+    h, q = harvester()
+    h.started("a")
+    h.started("b")
+    assert q["a"].vcpu == q["b"].vcpu == pytest.approx(0.75)
+    assert h.low.vcpu == pytest.approx(0.01)  # nothing left: the least quota written
+    assert LOW_REQUEST_VCPU < 0.75
+
+
+def test_a_request_near_its_slo_cuts_the_budget_and_calm_ticks_restore_it():
+    h, _ = harvester()
+    h.started("a")
+    h.finished("a", service_s=0.3, items=4)
+    h.answered(0.36, slo_s=0.2)  # 1.6 x 0.36 / (0.9 x 0.2) = 3.2
+    h.tick()
+    assert h.budget.emergencies == 1 and h.budget.scale == pytest.approx(1 / 3.2)
+    assert h.low.vcpu == pytest.approx(1.5 / 3.2)
+    for _ in range(200):
+        h.tick()  # idle ticks are calm
+    assert h.budget.scale == 1.0 and h.low.vcpu == 1.5 and h.budget.recoveries > 0
+
+
+def test_a_slow_batch_within_the_slo_is_no_emergency():
+    h, _ = harvester()
+    h.started("a")
+    h.started("b")  # both busy: each runs at 0.75 vCPU, not its 1.2 limit
+    h.finished("b", service_s=0.12, items=4)  # slower than alone, but within the SLO
+    h.answered(0.15, slo_s=0.2)  # 75 % of its SLO: neither calm nor an emergency
+    h.tick()
+    assert h.budget.emergencies == 0 and h.budget.scale == 1.0 and h.budget.calm == 0
+
+
+def test_an_instance_never_bursts_beyond_its_threads():
+    h, _ = harvester()
+    q = CpuQuota(0.6, "off")
+    h.add("c", q, 0.6, threads=1)
+    assert h.instances["c"].tenant.limit == 1.0
+    h.started("c")
+    assert h.low.vcpu == pytest.approx(0.5)
+
+
+class _IdleClass(CpuQuota):
+    """An unlinked quota that says the kernel took the idle class."""
+
+    def set_low_priority(self) -> bool:
+        return True
+
+
+def test_an_idle_class_groups_quota_carries_only_its_budget():
+    """The kernel gives an idle-class group exactly what busy instances leave, at once;
+    its quota is then the interference budget over every core (the gateway's too)."""
+    h = Harvester(1.5, low=_IdleClass(2.0, "off"), cores=2.0)
+    h.add("a", CpuQuota(0.6, "off"), 0.6)
+    h.started("a")
+    assert h.low.vcpu == 2.0
+    h.answered(0.45, slo_s=0.2)  # overflow 1.6 x 0.45 / 0.18 = 4
+    h.tick()
+    assert h.low.vcpu == pytest.approx(0.5)
+
+
+def test_a_removed_instance_no_longer_holds_a_share():
+    h, _ = harvester()
+    h.started("a")
+    h.remove("a")
+    assert "a" not in h.instances and h.low.vcpu == 1.5
+
+
+def test_stats_say_what_is_in_force():
+    h, _ = harvester()
+    h.started("b")
+    s = h.stats()
+    assert s["low_vcpu"] == pytest.approx(0.3) and s["instances"]["b"]["busy"] is True
+    assert s["capacity_vcpu"] == 1.5 and s["emergencies"] == 0
+
+
+def _quota_us(path: Path) -> int:
+    if (path / "cpu.cfs_quota_us").is_file():
+        return int((path / "cpu.cfs_quota_us").read_text())
+    return int((path / "cpu.max").read_text().split()[0])
+
+
+@needs_cgroups
+def test_real_cgroup_quotas_follow_the_controller():
+    low = CpuQuota.create("test-harvest", 1.5)
+    inst = CpuQuota.create("test-instance", 0.6)
+    try:
+        h = Harvester(1.5, low=low)
+        assert h.idle_class  # cpu.idle, or the least weight
+        if (low.path / "cpu.idle").is_file():
+            assert (low.path / "cpu.idle").read_text().strip() == "1"
+        h.add("a", inst, 0.6)
+        assert _quota_us(inst.path) == 120_000  # idle: its limit, ready to burst
+        h.started("a")
+        assert _quota_us(inst.path) == 120_000 and _quota_us(low.path) == 150_000
+        h.finished("a", 0.1, 4)
+        h.answered(0.3375, slo_s=0.2)  # overflow 1.6 x 0.3375 / 0.18 = 3
+        h.tick()
+        assert _quota_us(low.path) == 50_000  # the budget cut, written to the kernel
+        for _ in range(200):
+            h.tick()
+        assert _quota_us(low.path) == 150_000
+    finally:
+        inst.remove()
+        low.remove()
+
+
+@needs_cgroups
+def test_a_live_gateway_steers_its_instances_quotas_and_feeds_back_on_slos():
+    options = ServeOptions(instances=1, max_instances=1, harvest=True, autoscale=False)
+    with sleep_gateway([("a", 0.2, 20.0)], options, per_item_s=0.02) as gw:
+        url = gw.url
+        stats = json.loads(urllib.request.urlopen(f"{url}/v1/stats", timeout=5).read())
+        path = Path(stats["harvest"]["cgroup"])
+        assert path.is_dir() and stats["harvest"]["low_vcpu"] == stats["harvest"]["harvest_cores"]
+        rep = run_load(url, "--duration", "4", "--rate-scale", "3")
+        assert rep["ok"] > 100
+        time.sleep(0.5)
+        h = json.loads(urllib.request.urlopen(f"{url}/v1/stats", timeout=5).read())["harvest"]
+    assert h["quota_writes"] >= 10  # every batch start and end re-divides the machine
+    assert h["answers"] >= rep["ok"]  # every answered request fed the budget
+    assert not path.exists()  # removed at shutdown (nothing ran in it)
+
+
+def _spin_s(n: int = 3_000_000) -> float:
+    t = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - t
+
+
+@needs_cgroups
+def test_a_busy_harvest_group_yields_the_cores_to_everyone_else():
+    """Two busy loops in the harvest group; this process's own loop barely notices them."""
+    import subprocess
+    import sys
+
+    low = CpuQuota.create("test-harvest-spin", 2.0)
+    low.set_low_priority()
+    base = min(_spin_s() for _ in range(3))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        for p in spinners:
+            low.enter(p.pid)
+        time.sleep(0.2)
+        loaded = min(_spin_s() for _ in range(3))
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+        low.remove()
+    assert loaded < 1.3 * base, (base, loaded)  # as normal tasks: ~1.5x (3 loops, 2 cores)
+
+
+def test_batch_refuses_a_path_that_is_not_a_cgroup(tmp_path, capsys):
+    assert cli_exit(["batch", "examples/batch/minilm-job.yaml", "--cgroup", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cgroup" in err[0] and "not a cgroup" in err[0]
+
+
+def test_harvest_is_refused_on_ray():
+
+    from batchwise.errors import ConfigError
+    from batchwise.serving.server import make_harvester
+
+    with pytest.raises(ConfigError, match="--harvest"):
+        make_harvester(ServeOptions(harvest=True, backend="ray"))
