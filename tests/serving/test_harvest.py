@@ -108,6 +108,17 @@ def test_a_removed_instance_no_longer_holds_a_share():
     assert "a" not in h.instances and h.low.vcpu == 1.5
 
 
+def test_the_mean_harvest_quota_is_a_time_average_on_the_injected_clock():
+    t = [0.0]
+    h = Harvester(1.5, low=CpuQuota(1.5, "off"), clock=lambda: t[0])
+    h.add("a", CpuQuota(0.6, "off"), 0.6)
+    t[0] = 1.0
+    h.started("a")  # 1 s at 1.5 vCPU, then 0.3 vCPU
+    t[0] = 2.0
+    h.finished("a", 0.5, 4)
+    assert h.stats()["low_vcpu_mean"] == pytest.approx((1.5 + 0.3) / 2)
+
+
 def test_stats_say_what_is_in_force():
     h, _ = harvester()
     h.started("b")

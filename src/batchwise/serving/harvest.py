@@ -46,6 +46,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,8 @@ class Harvester:
 
     def __init__(self, capacity: float, tick_s: float = TICK_S,
                  limit_factor: float = LIMIT_FACTOR, low: CpuQuota | None = None,
-                 cores: float | None = None) -> None:  # fmt: skip
+                 cores: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         if low is None:
             mech = detect()
             if mech not in (CGROUP_V1, CGROUP_V2):
@@ -107,7 +109,8 @@ class Harvester:
         self.low_vcpu_s = 0.0  # ∫ harvest quota dt (for its mean)
         self.changes = 0
         self.answers = 0  # requests whose latency fed the budget
-        self._since = time.monotonic()
+        self.clock = clock  # injected: only the stats' time averages read it
+        self._since = clock()
         self.started_at = self._since
         self._task: asyncio.Task | None = None
 
@@ -174,7 +177,7 @@ class Harvester:
                 self._write(inst.quota, want)
                 inst.vcpu = want
         low = max(shares[LOW], 0.01)
-        now = time.monotonic()
+        now = self.clock()
         self.low_vcpu_s += self.low_vcpu * (now - self._since)
         self._since = now
         if abs(low - self.low_vcpu) > CHANGE_EPS:
@@ -209,7 +212,7 @@ class Harvester:
 
     def stats(self) -> dict[str, Any]:
         """``/v1/stats`` ``harvest`` object (fields in the README)."""
-        now = time.monotonic()
+        now = self.clock()
         mean = (self.low_vcpu_s + self.low_vcpu * (now - self._since)) / max(
             1e-9, now - self.started_at
         )
