@@ -37,7 +37,7 @@ def test_a_busy_instance_bursts_to_its_limit_and_the_batch_group_gets_the_rest()
     assert h.low.vcpu == 1.5 and q["a"].vcpu == 1.2  # idle: limit held, nothing used
     h.started("a")
     assert q["a"].vcpu == 1.2 and h.low.vcpu == pytest.approx(0.3)
-    h.finished("a", service_s=0.02, items=4)
+    h.finished("a")
     assert h.low.vcpu == 1.5
 
 
@@ -53,7 +53,7 @@ def test_two_busy_instances_keep_their_requests_and_split_the_spare():
 def test_a_request_near_its_slo_cuts_the_budget_and_calm_ticks_restore_it():
     h, _ = harvester()
     h.started("a")
-    h.finished("a", service_s=0.3, items=4)
+    h.finished("a")
     h.answered(0.36, slo_s=0.2)  # 1.6 x 0.36 / (0.9 x 0.2) = 3.2
     h.tick()
     assert h.budget.emergencies == 1 and h.budget.scale == pytest.approx(1 / 3.2)
@@ -67,7 +67,7 @@ def test_a_slow_batch_within_the_slo_is_no_emergency():
     h, _ = harvester()
     h.started("a")
     h.started("b")  # both busy: each runs at 0.75 vCPU, not its 1.2 limit
-    h.finished("b", service_s=0.12, items=4)  # slower than alone, but within the SLO
+    h.finished("b")  # slower than alone, but within the SLO
     h.answered(0.15, slo_s=0.2)  # 75 % of its SLO: neither calm nor an emergency
     h.tick()
     assert h.budget.emergencies == 0 and h.budget.scale == 1.0 and h.budget.calm == 0
@@ -115,7 +115,7 @@ def test_the_mean_harvest_quota_is_a_time_average_on_the_injected_clock():
     t[0] = 1.0
     h.started("a")  # 1 s at 1.5 vCPU, then 0.3 vCPU
     t[0] = 2.0
-    h.finished("a", 0.5, 4)
+    h.finished("a")
     assert h.stats()["low_vcpu_mean"] == pytest.approx((1.5 + 0.3) / 2)
 
 
@@ -146,7 +146,7 @@ def test_real_cgroup_quotas_follow_the_controller():
         assert _quota_us(inst.path) == 120_000  # idle: its limit, ready to burst
         h.started("a")
         assert _quota_us(inst.path) == 120_000 and _quota_us(low.path) == 150_000
-        h.finished("a", 0.1, 4)
+        h.finished("a")
         h.answered(0.3375, slo_s=0.2)  # overflow 1.6 x 0.3375 / 0.18 = 3
         h.tick()
         assert _quota_us(low.path) == 50_000  # the budget cut, written to the kernel

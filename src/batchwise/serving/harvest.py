@@ -138,7 +138,7 @@ class Harvester:
             inst.busy = True
             self.apply()
 
-    def finished(self, name: str, service_s: float, items: int) -> None:
+    def finished(self, name: str) -> None:
         inst = self.instances.get(name)
         if inst is None:
             return

@@ -225,16 +225,16 @@ class GroupPool:
         if reply is None:  # the instance died under this batch
             self._settle(m, batch, None, self.now() - t0, f"exit {self._exit_code(m.name)}")
         else:
-            status, _, payload, service = reply
-            self._settle(m, batch, (status, payload), self.now() - t0, service_s=service)
+            status, _, payload, _service = reply
+            self._settle(m, batch, (status, payload), self.now() - t0)
 
     def _settle(self, m: Member, batch: Batch, result: tuple[str, Any] | None, busy: float,
-                why: str = "", service_s: float | None = None) -> None:  # fmt: skip
+                why: str = "") -> None:  # fmt: skip
         """After a batch, whatever the transport: answer it, or hand it back if the instance
         died (``result`` None), replace the dead, close a draining one, route the next."""
         m.batch = None
         if self.watcher is not None and result is not None:
-            self.watcher.finished(m.name, service_s or busy, len(batch.items))
+            self.watcher.finished(m.name)
         if result is None:
             self.deaths += 1
             log.warning("group %s: instance %s died mid-batch (%s); %d request item(s) back",
