@@ -83,15 +83,21 @@ class CpuQuota:
     path: Path | None = None
 
     @classmethod
-    def create(cls, name: str, vcpu: float, mechanism: str | None = None) -> CpuQuota:
-        """Make the cgroup for ``name`` (unique per instance) with a quota of ``vcpu``."""
+    def create(cls, name: str, vcpu: float, mechanism: str | None = None,
+               top_level: bool = False) -> CpuQuota:  # fmt: skip
+        """Make the cgroup for ``name`` (unique per instance) with a quota of ``vcpu``.
+
+        ``top_level`` (v1): beside the ``batchwise`` folder rather than in it, so that a
+        low-priority class set on it holds against every process of the machine (the
+        gateway, a load generator), not only against the instances in that folder.
+        """
         mech = mechanism or detect()
         if mech not in (CGROUP_V1, CGROUP_V2):
             return cls(vcpu, mech)
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         leaf = f"{safe}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         if mech == CGROUP_V1:
-            path = V1_ROOT / "batchwise" / leaf
+            path = V1_ROOT / f"batchwise-{leaf}" if top_level else V1_ROOT / "batchwise" / leaf
             path.mkdir(parents=True)
             (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (path / "cpu.cfs_quota_us").write_text(str(quota_us(vcpu)))

@@ -12,8 +12,10 @@ controls:
   uses nothing, and a batch that arrives may burst at once);
 * the low-priority *harvest* cgroup, which batch jobs join (``batchwise batch JOB
   --cgroup PATH``), gets what the busy instances leave, within its budget. It is marked
-  ``cpu.idle`` (SCHED_IDLE; the least weight where the kernel lacks it), so the kernel
-  itself runs it only on cores nothing else wants, the moment they free up — the exact
+  ``cpu.idle`` (SCHED_IDLE; the least weight where the kernel lacks it) and made at
+  the top of the v1 hierarchy (an idle class only orders siblings: inside the
+  instances' folder it would still compete with the gateway at full weight), so the
+  kernel itself runs it only on cores nothing else wants, the moment they free up — the exact
   "what is left" of the policy at scheduler granularity; its quota then carries only the
   budget (× every core). Without such a class the quota is what the busy instances
   leave, rewritten at each batch start and end;
@@ -93,7 +95,7 @@ class Harvester:
                 raise ConfigError(f"--harvest needs a writable cgroup (cgroup v1 at "
                                   f"/sys/fs/cgroup/cpu or a delegated v2 subtree); this "
                                   f"process has {mech}", field="--harvest")  # fmt: skip
-            low = CpuQuota.create(LOW, capacity, mech)
+            low = CpuQuota.create(LOW, capacity, mech, top_level=True)
         self.low = low
         idle_class = self.idle_class = self.low.set_low_priority()
         self.capacity = capacity
@@ -104,7 +106,7 @@ class Harvester:
         self.low_tenant = Tenant(LOW, Priority.LOW, min(LOW_REQUEST_VCPU, capacity), self.cores)
         self.instances: dict[str, _Instance] = {}
         self.budget = Budget()
-        self.overflow: float | None = None  # worst batch overflow since the last tick
+        self.overflow: float | None = None  # worst request's overflow since the last tick
         self.low_vcpu = capacity
         self.low_vcpu_s = 0.0  # ∫ harvest quota dt (for its mean)
         self.changes = 0
@@ -140,10 +142,9 @@ class Harvester:
 
     def finished(self, name: str) -> None:
         inst = self.instances.get(name)
-        if inst is None:
-            return
-        inst.busy = False
-        self.apply()
+        if inst is not None:
+            inst.busy = False
+            self.apply()
 
     def answered(self, latency_s: float, slo_s: float) -> None:
         """A request was answered: how much of its SLO it used is the feedback's signal."""
@@ -155,7 +156,9 @@ class Harvester:
     # -- the controller ------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Feedback: the worst batch since the last tick, or a calm tick when all idle."""
+        """Feedback: the worst request answered since the last tick, or a calm tick when
+        nothing was answered and every instance is idle (a busy one with no answer yet
+        holds the budget)."""
         busy = any(i.busy for i in self.instances.values())
         if self.overflow is not None or not busy:
             self.budget = vertical.feedback(self.budget, self.overflow or 0.0)
@@ -218,7 +221,7 @@ class Harvester:
         )
         instances = {
             n: {"vcpu": round(i.vcpu, 3), "busy": i.busy, "request": i.tenant.request,
-                "limit": i.tenant.limit}
+                "limit": i.tenant.limit, "cgroup": str(i.quota.path)}
             for n, i in self.instances.items()
         }  # fmt: skip
         return {
