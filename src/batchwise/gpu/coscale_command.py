@@ -16,9 +16,7 @@ or one JSON object under ``--json`` (fields in the README).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,7 +27,7 @@ from rich.table import Table
 
 from batchwise.errors import ConfigError
 from batchwise.gpu.workload import DEFAULT_LIMIT_CAPACITY
-from batchwise.options import in_range
+from batchwise.options import ALL, emit_report, in_range, one_or_all
 from batchwise.outputs import check_output_file
 
 if TYPE_CHECKING:  # numpy, the grids and the simulator load only when the command runs
@@ -38,7 +36,6 @@ if TYPE_CHECKING:  # numpy, the grids and the simulator load only when the comma
     from batchwise.gpu.latency_grid import LatencyGrid
     from batchwise.sim.gpu_serving import CoscaleResult, CoscaleSetup
 
-ALL = "all"
 DEFAULT_PEAK_LOAD = 1.5
 """The trace is scaled so that its busiest second is this many times what one instance
 carries at its request (the shipped traces peak at 4–14 requests per second)."""
@@ -54,18 +51,6 @@ MAX_COLD_START_S = 3600.0
 MAX_INSTANCES = 256
 MAX_REQUESTS = 5_000_000
 """Most requests one mode may simulate (the trace × the scale); more is refused up front."""
-
-
-def _modes(value: str) -> list[Any]:
-    from batchwise.sim.gpu_serving import Mode
-
-    if value.strip().lower() == ALL:
-        return list(Mode)
-    try:
-        return [Mode(value.strip().lower())]
-    except ValueError:
-        choices = ", ".join([*(m.value for m in Mode), ALL])
-        raise ConfigError(f"unknown mode {value!r} (one of {choices})", field="--mode") from None
 
 
 def coscale_command(
@@ -123,9 +108,10 @@ def coscale_command(
     """Serve TRACE on GPUs shared with a low-priority co-runner: Dilu's co-scaling against
     static-request, static-limit, horizontal-only and Exclusive."""
     from batchwise.gpu.latency_grid import LatencyGrid
+    from batchwise.sim.gpu_serving import Mode
     from batchwise.traces.loaders import load_rps
 
-    modes = _modes(mode)
+    modes = one_or_all("--mode", mode, Mode, "mode")
     in_range("--qos", qos, 0.0, 3600.0, low_open=True)
     if slo is not None:
         in_range("--slo", slo, 0.0, 3600.0, low_open=True)
@@ -167,11 +153,7 @@ def coscale_command(
     if plot is not None:
         plot_timeline(results, plot, Path(trace).name)
         report["plot"] = str(plot)
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    else:
-        out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-        print_report(report, out)
+    emit_report(report, as_json, print_report)
 
 
 def make_setup(

@@ -13,9 +13,6 @@ invariant violation is a bug and exits 1 with the CLI's internal-error line.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,7 +21,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from batchwise.errors import ConfigError
 from batchwise.gpu.placement import SchedulerName
 from batchwise.gpu.workload import (
     DEFAULT_GPU_MEMORY_GB,
@@ -32,15 +28,13 @@ from batchwise.gpu.workload import (
     DEFAULT_LIMIT_CAPACITY,
     SM_CAPACITY,
 )
-from batchwise.options import in_range
+from batchwise.options import ALL, emit_report, in_range, one_or_all
 from batchwise.outputs import check_output_file
 
 if TYPE_CHECKING:  # the simulator (numpy, the event heap) loads only when the command runs
     from batchwise.gpu.workload import Workload
     from batchwise.sim.gpu_cluster import ClusterSimResult
 
-ALL = "all"
-"""``--scheduler all``: every scheduler, in :class:`SchedulerName` order."""
 MAX_GPUS_PER_NODE = 64
 """Largest ``--gpus-per-node``."""
 MAX_GPU_MEMORY_GB = 4096.0
@@ -49,17 +43,6 @@ MAX_LIMIT_CAPACITY = 8.0
 """Largest ``--limit-capacity`` (Σ SM limits per GPU; Dilu uses 1.5)."""
 MAX_MOVE_BUDGET = 1000
 """Largest ``--move-budget``."""
-
-
-def _schedulers(value: str) -> list[SchedulerName]:
-    if value.strip().lower() == ALL:
-        return list(SchedulerName)
-    try:
-        return [SchedulerName(value.strip().lower())]
-    except ValueError:
-        choices = ", ".join([*(s.value for s in SchedulerName), ALL])
-        raise ConfigError(f"unknown scheduler {value!r} (one of {choices})",
-                          field="--scheduler") from None  # fmt: skip
 
 
 def simulate_command(
@@ -101,7 +84,7 @@ def simulate_command(
     from batchwise.gpu.workload import Limits, load_workload
     from batchwise.sim.gpu_cluster import exclusive_peak
 
-    names = _schedulers(scheduler)
+    names = one_or_all("--scheduler", scheduler, SchedulerName, "scheduler")
     in_range("--gpus-per-node", gpus_per_node, 1, MAX_GPUS_PER_NODE)
     in_range("--gpu-memory-gb", gpu_memory_gb, 1.0, MAX_GPU_MEMORY_GB)
     in_range("--limit-capacity", limit_capacity, SM_CAPACITY, MAX_LIMIT_CAPACITY)
@@ -118,11 +101,7 @@ def simulate_command(
     if plot is not None:
         plot_active_gpus(results, plot, Path(workload).name)
         report["plot"] = str(plot)
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    else:
-        out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-        print_report(report, out)
+    emit_report(report, as_json, print_report)
 
 
 def run_schedulers(

@@ -14,9 +14,6 @@ true) and exits with status 130 (SIGTERM: the same, status 143).
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +22,7 @@ from rich.console import Console
 
 from batchwise.config.limits import MIN_WINDOW_S
 from batchwise.errors import ConfigError
-from batchwise.options import in_range
+from batchwise.options import emit_report, in_range
 from batchwise.outputs import check_output_file
 from batchwise.traces.spec import parse_spec
 
@@ -113,13 +110,9 @@ def load_command(
     if plot is not None:
         plot_timeline(m, plot, trace_title(traces, rate_scale))
         report["plot"] = str(plot)
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    else:
-        out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
-        print_report(report, out)
-        if plot is not None:
-            out.print(f"plot written to {plot}", markup=False, highlight=False)
+    out = emit_report(report, as_json, print_report)
+    if out is not None and plot is not None:
+        out.print(f"plot written to {plot}", markup=False, highlight=False)
     if m.interrupted:
         raise typer.Exit(128 + m.stop_signal if m.stop_signal else EXIT_INTERRUPTED)
 
