@@ -461,10 +461,13 @@ def overhead(args, peer: Peer | None, env: dict[str, str]) -> dict[str, Any]:
 
 
 def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
-    """Most req/s the plan serves here: instance-bound (cores // vCPU per group) and CPU-bound."""
-    cores = os.cpu_count() or 1
+    """Most req/s the plan serves here: instance-bound (as many instances per group as
+    ``batchwise serve`` starts on these cores) and CPU-bound."""
+    from batchwise.serving.server import instance_cores
+
+    cores = instance_cores()
     total = sum(sum(g["rates"].values()) for g in plan["groups"])
-    inst = sum(max(1, math.floor(cores / g["function"]["vcpu"])) * g["batch_size"]
+    inst = sum(max(1, math.floor(cores / g["function"]["vcpu"] + 1e-9)) * g["batch_size"]
                / g["latency_avg"] for g in plan["groups"])  # fmt: skip
     cpu_s = sum(sum(g["rates"].values()) / total * g["function"]["vcpu"] * g["latency_avg"]
                 / g["batch_size"] for g in plan["groups"])  # fmt: skip

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchwise import aio
 from batchwise.errors import ConfigError
 
 COLUMNS = ("batch_size", "sm_percent", "latency_s", "throughput")
@@ -177,7 +178,6 @@ class CpuQuotaMeasurer:
         return round(self.vcpus * sm_percent / 100, 4)
 
     def measure(self, batch: int, sm_percent: int) -> Measurement:
-        import asyncio
         import statistics
 
         from batchwise.profiling.cpu import MIN_VCPU, measure_allotment
@@ -188,7 +188,7 @@ class CpuQuotaMeasurer:
                               f"the {MIN_VCPU:g} vCPU a quota needs", field="--vcpus")  # fmt: skip
         coro = measure_allotment(self.model, self.options, self.base, vcpu, [batch],
                                   self.repeats, self._records_for(batch), lambda: None)  # fmt: skip
-        cells, self.mechanism, _ = asyncio.run(coro)
+        cells, self.mechanism, _ = aio.run(coro)
         latency = statistics.fmean(cells[batch])
         return Measurement(latency, batch / latency)
 

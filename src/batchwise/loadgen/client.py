@@ -36,6 +36,7 @@ import aiohttp
 import numpy as np
 from yarl import URL
 
+from batchwise import aio
 from batchwise.errors import ConfigError
 from batchwise.loadgen.report import (
     CANCELLED,
@@ -550,13 +551,4 @@ def run_load(opts: LoadOptions, trace: ArrivalTrace | None = None,
     stop a run). A problem found before the load starts is a :class:`ConfigError`.
     """
     base = check_target(opts.target, opts.allow_remote)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_run(base, opts, trace, on_progress, engine_ready))
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None  # asyncio's default loop
-    return uvloop.new_event_loop
+    return aio.run(_run(base, opts, trace, on_progress, engine_ready))

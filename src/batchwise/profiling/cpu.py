@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from batchwise import aio
 from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import ConfigError
 from batchwise.perf.fit import MAX_QUANTILE, fit_exponential
@@ -269,7 +270,7 @@ def profile_model(
                                                      records, lambda: None)  # fmt: skip
         return cells, mech, rss
 
-    cells, mechanism, rss = asyncio.run(run())
+    cells, mechanism, rss = aio.run(run())
     dropped = implausible_allotments(cells)
     if len(cells) - len(dropped) >= MIN_FIT_VCPUS:
         for c in dropped:

@@ -14,6 +14,7 @@ reported (``mechanism``) so results are never silently unenforced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -26,6 +27,8 @@ MIN_QUOTA_US = 1_000
 """The kernel refuses quotas under 1 ms."""
 MIN_SHARES = 2
 """The least ``cpu.shares`` cgroup v1 accepts."""
+INSTANCE_NICE = 10
+"""Nice value of an instance that has no cgroup of its own (duty cycle, or quotas off)."""
 ENV = "BATCHWISE_CPU_QUOTA"
 CGROUP_V1 = "cgroup-v1"
 CGROUP_V2 = "cgroup-v2"
@@ -67,6 +70,30 @@ def detect() -> str:
     return DUTY_CYCLE
 
 
+def _yield_to_root(folder: Path) -> None:
+    """Give ``batchwise/`` the least weight beside the machine's other processes.
+
+    Why: quotas cap what an instance may take, but when a core is contended the
+    scheduler still splits it by weight, and the ``batchwise`` folder weighed as much as
+    the gateway. The gateway's work per request is tiny and every request waits on it
+    (refusals, batching timeouts, answers), so under overload it must win the core at
+    once; instances then run a little slower, which their calibrated service times see.
+    Inside the folder the instances keep equal weights, so quotas still split the rest.
+    """
+    shares = folder / "cpu.shares"
+    with contextlib.suppress(OSError):
+        if shares.read_text().strip() != str(MIN_SHARES):
+            shares.write_text(str(MIN_SHARES))
+
+
+def yield_cpu(mechanism: str) -> None:
+    """In an instance process without a cgroup of its own: run at a low priority (nice),
+    for the reason :func:`_yield_to_root` gives; no-op under a cgroup (its folder yields)."""
+    if mechanism not in (CGROUP_V1, CGROUP_V2):
+        with contextlib.suppress(OSError):
+            os.nice(INSTANCE_NICE)
+
+
 def quota_us(vcpu: float) -> int:
     """CFS quota (µs per period) for ``vcpu`` (> 0)."""
     if vcpu <= 0:
@@ -99,6 +126,8 @@ class CpuQuota:
         if mech == CGROUP_V1:
             path = V1_ROOT / f"batchwise-{leaf}" if top_level else V1_ROOT / "batchwise" / leaf
             path.mkdir(parents=True)
+            if not top_level:
+                _yield_to_root(path.parent)
             (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (path / "cpu.cfs_quota_us").write_text(str(quota_us(vcpu)))
         else:
@@ -107,6 +136,8 @@ class CpuQuota:
             path = parent / f"batchwise-{leaf}"
             path.mkdir()
             (path / "cpu.max").write_text(f"{quota_us(vcpu)} {PERIOD_US}")
+            with contextlib.suppress(OSError):  # the least weight (see _yield_to_root)
+                (path / "cpu.weight").write_text("1")
         return cls(vcpu, mech, path)
 
     def set_vcpu(self, vcpu: float) -> bool:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from batchwise import aio
 from batchwise.errors import ConfigError
 from batchwise.outputs import check_output_file, write_text
 from batchwise.scaling.rates import ESTIMATORS
@@ -143,7 +144,7 @@ def serve_command(
             await asyncio.sleep(0.1)
         await task
 
-    asyncio.run(run())
+    aio.run(run())
     sig = gateway.uvicorn.exit_signal
     say(f"stopped{f' on {signal.Signals(sig).name}' if sig else ''}: drained in-flight requests")
     sys.stdout.flush()

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -48,14 +49,12 @@ class BodyTooLarge(Exception):
 
 
 def _json_error(status: int, message: str, retry_after: str | None = None) -> Reply:
-    import json
-
     headers = [(b"content-type", b"application/json")]
     if retry_after is not None:
         headers.append((b"retry-after", retry_after.encode()))
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    return status, json.dumps({"error": message}).encode(), headers
+    return status, orjson.dumps({"error": message}), headers
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -8,7 +8,6 @@ app's lifespan, so ``/v2/health/live`` answers while instances warm up and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import socket
@@ -19,6 +18,7 @@ from typing import Any
 
 import uvicorn
 
+from batchwise import aio
 from batchwise.serving.gateway import DEFAULT_MAX_BODY, create_app
 from batchwise.serving.server import Server
 
@@ -100,7 +100,7 @@ class Gateway:
     # -- on a thread --------------------------------------------------------------------
     def start_thread(self, ready_timeout_s: float = 300.0) -> Gateway:
         """Serve on a daemon thread; return once ready (raise why not, after stopping)."""
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()),
+        self._thread = threading.Thread(target=lambda: aio.run(self.serve()),
                                         name="batchwise-gateway", daemon=True)  # fmt: skip
         self._thread.start()
         t_end = time.monotonic() + ready_timeout_s
