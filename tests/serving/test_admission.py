@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
-from batchwise.serving.admission import GroupLoad, decide, predict_finish
+from batchwise.serving.admission import GroupLoad, decide, predict
+
+
+def predict_finish(*args, **kw):
+    p = predict(*args, **kw)
+    return p.finish_s, p.queued
 
 
 def avg(b: int) -> float:
@@ -39,18 +44,25 @@ def test_joining_a_partial_batch_leaves_at_its_earliest_deadline():
     assert math.isclose(finish, 100.05 + worst(4))
 
 
-def test_queued_batches_delay_the_start_and_the_margin_adds_to_it():
+def test_queued_batches_delay_the_start_and_the_stretch_scales_the_wait():
     state = load(queued=(4, 4), free_at=(100.3,))
-    finish, queued = predict_finish(state, 4, 0.2, avg, worst)
-    assert queued
-    assert math.isclose(finish, 100.3 + 2 * avg(4) + worst(4))
-    later, _ = predict_finish(state, 4, 0.2, avg, worst, queue_margin_s=0.1)
-    assert math.isclose(later, finish + 0.1)
+    p = predict(state, 4, 0.2, avg, worst)
+    assert p.queued and math.isclose(p.wait_s, 0.3 + 2 * avg(4))
+    assert math.isclose(p.finish_s, 100.3 + 2 * avg(4) + worst(4))
+    later = predict(state, 4, 0.2, avg, worst, queue_stretch=1.5)
+    # the wait for the instance grows by half; the own batch's service time does not
+    assert math.isclose(later.finish_s, 100.0 + 1.5 * p.wait_s + worst(4))
+    assert math.isclose(later.wait_s, p.wait_s)  # reported unstretched (what is learned)
 
 
-def test_the_margin_never_delays_a_request_that_would_not_queue():
-    finish, queued = predict_finish(load(), 1, 0.2, avg, worst, queue_margin_s=5.0)
+def test_the_stretch_never_delays_a_request_that_would_not_queue():
+    finish, queued = predict_finish(load(), 1, 0.2, avg, worst, queue_stretch=5.0)
     assert not queued and math.isclose(finish, 100.0 + 0.2 + worst(4))
+    # an instance that frees before the batch leaves stays ahead of it under a stretch
+    # that keeps it ahead, and becomes the limit when stretched past the dispatch
+    early = load(free_at=(100.1,))
+    assert not predict(early, 1, 0.2, avg, worst, queue_stretch=1.5).queued
+    assert predict(early, 1, 0.2, avg, worst, queue_stretch=3.0).queued
 
 
 def test_requests_over_several_batches_finish_with_their_last_item():

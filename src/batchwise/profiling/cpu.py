@@ -145,7 +145,7 @@ async def measure_allotment(
     lost: list[Batch] = []
     with tempfile.TemporaryDirectory(prefix="batchwise-profile-") as sock_dir:
         pool = GroupPool(f"profile-{vcpu:g}", cfg, sock_dir, lost.append,
-                         lambda b: loop.time(), loop.time)  # fmt: skip
+                         lambda b: time.monotonic(), time.monotonic)  # fmt: skip
         pool.scale_to(1)
         try:
             await pool.wait_ready(1)

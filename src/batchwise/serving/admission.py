@@ -13,11 +13,13 @@ finishes at ``start + L_max(its batch)``, where a batch that has not left yet co
 full (arrivals keep joining it until it leaves). Pure: a snapshot in, a time out.
 
 What the replay cannot know (a slow batch ahead delays every one behind it; the
-gateway itself is busy) is a *queueing* error: it makes instances free later than
-predicted. ``queue_margin_s`` (learned by the server from admitted requests' actual
-finishes) is added to the time an instance frees for the request's own batch, never
-to the batcher's timeout, which is exact: so a margin can only cost admissions when
-the request would have queued, and an idle group always admits.
+gateway itself is busy) is a *queueing* error, and it grows with the queue: every batch
+ahead adds its own. ``queue_stretch`` (>= 1, learned by the server as a high quantile of
+admitted requests' actual over predicted wait for an instance) scales the wait for the
+instance that takes the request's batch, never the batcher's timeout, which is exact:
+so it can only cost admissions when the request would have queued, and an idle group
+always admits. A fixed margin would be too small for a request queued a second and too
+large for one queued 50 ms; errors measured here scale with the wait.
 """
 
 from __future__ import annotations
@@ -49,16 +51,23 @@ class Verdict:
     finish_s: float  # predicted completion (absolute), inf if no instance will come
     retry_after_s: float  # 0 when admitted
     queued: bool = False  # the finish depends on when an instance frees (not the timeout)
+    wait_s: float = 0.0  # predicted wait (unstretched) for that instance, from now
 
 
-def predict_finish(
+@dataclass(frozen=True)
+class Prediction:
+    finish_s: float  # absolute; inf if no instance will come
+    queued: bool  # the finish depends on an instance freeing rather than the dispatch
+    wait_s: float  # unstretched wait for that instance, from now (0 if free already)
+
+
+def predict(
     load: GroupLoad, items: int, timeout_s: float, avg: ServiceTime, worst: ServiceTime,
-    queue_margin_s: float = 0.0,
-) -> tuple[float, bool]:  # fmt: skip
-    """When the last of ``items`` new items would be answered (absolute time), and whether
-    that depends on an instance freeing (True) rather than on the batch's dispatch."""
+    queue_stretch: float = 1.0,
+) -> Prediction:  # fmt: skip
+    """When the last of ``items`` new items would be answered (see the module's docstring)."""
     if not load.free_at:
-        return math.inf, True
+        return Prediction(math.inf, True, math.inf)
     now, size = load.now, load.batch_size
     free = [max(now, t) for t in load.free_at]
     heapq.heapify(free)
@@ -78,23 +87,24 @@ def predict_finish(
         dispatch = min(dispatch, max(now, load.earliest_deadline))
     if last == size:
         dispatch = now
-    free_t = heapq.heappop(free)
-    queued = free_t > now and free_t + queue_margin_s > dispatch
-    start = max(dispatch, free_t + queue_margin_s) if free_t > now else dispatch
+    wait = heapq.heappop(free) - now
+    free_t = now + wait * max(1.0, queue_stretch)
+    queued = wait > 0 and free_t > dispatch
+    start = max(dispatch, free_t)
     # A batch that does not leave now keeps taking arrivals until it is full or times
     # out: it may run as a full batch, so that is what it is charged (as planned).
     ran = last if dispatch <= now else size
-    return start + worst(ran), queued
+    return Prediction(start + worst(ran), queued, wait)
 
 
 def decide(load: GroupLoad, items: int, timeout_s: float, deadline: float, avg: ServiceTime,
-           worst: ServiceTime, queue_margin_s: float = 0.0) -> Verdict:  # fmt: skip
+           worst: ServiceTime, queue_stretch: float = 1.0) -> Verdict:  # fmt: skip
     """Admit iff the predicted finish is no later than ``deadline`` or nothing queues."""
-    finish, queued = predict_finish(load, items, timeout_s, avg, worst, queue_margin_s)
-    if finish <= deadline or not queued:
+    p = predict(load, items, timeout_s, avg, worst, queue_stretch)
+    if p.finish_s <= deadline or not p.queued:
         # Not queued: an instance is free by the time the batch leaves, so the batcher's
         # timeout (fitted to the SLO) decides; refusing would not help anyone, and an idle
         # group that refused would never learn that service got faster again.
-        return Verdict(True, finish, 0.0, queued)
-    late = finish - deadline if math.isfinite(finish) else 1.0
-    return Verdict(False, finish, max(1.0, math.ceil(late)), queued)
+        return Verdict(True, p.finish_s, 0.0, p.queued, p.wait_s)
+    late = p.finish_s - deadline if math.isfinite(p.finish_s) else 1.0
+    return Verdict(False, p.finish_s, max(1.0, math.ceil(late)), p.queued, p.wait_s)

@@ -54,12 +54,16 @@ with MiniLM on 2 cores, 4 instances of 0.5 vCPU, refusals p99 0.68 s)."""
 
 ADMISSION_MARGIN_S = 0.005
 """Slack kept for the HTTP layer (parsing, encoding) when admitting against an SLO."""
-ERROR_WINDOW = 512
-"""Recent queued admitted requests whose lateness sets a group's queueing margin."""
-ERROR_QUANTILE = 0.99
-MARGIN_HALF_LIFE_S = 2.0
-"""Without new evidence the queueing margin halves this often (load changes; so does
-the error), so one bad second cannot shut admission for good."""
+WAIT_WINDOW = 512
+"""Recent queued admitted requests whose waits set a group's queue stretch."""
+WAIT_QUANTILE = 0.99
+WAIT_MIN_FRACTION = 0.1
+"""Waits predicted under this fraction of the request's SLO are not learned from: their
+ratios are noise (a 5 ms wait that took 20 ms says little about a 1 s queue)."""
+STRETCH_MAX = 3.0
+STRETCH_HALF_LIFE_S = 2.0
+"""Without new evidence the stretch's excess over 1 halves this often (load changes; so
+does the error), so one bad second cannot shut admission for good."""
 RAY_MAX_INSTANCES = 64
 """Instances per group on Ray unless ``--max-instances`` says otherwise."""
 TARGET_UTILISATION = 0.7
@@ -119,6 +123,7 @@ class Call:
     outputs: list[Any]
     remaining: int
     future: asyncio.Future
+    predicted_wait: float | None = None  # admitted queued: the predicted wait for an instance
 
 
 @dataclass
@@ -166,28 +171,28 @@ class GroupRuntime:
         self.busy_s = 0.0
         self.cost = 0.0
         self.batches = 0
-        self._errors: deque[tuple[float, float]] = deque(maxlen=ERROR_WINDOW)
-        self._learned = 0
-        self._margin = 0.0
+        self._ratios: deque[float] = deque(maxlen=WAIT_WINDOW)
+        self._stretch, self._stretch_at, self._learned = 1.0, 0.0, 0
 
-    def queue_margin(self, now: float) -> float:
-        """The 99th percentile of recent lateness of queued admitted requests, decaying."""
-        if not self._errors:
-            return 0.0
-        age = now - self._errors[-1][0]
-        return self._margin * 0.5 ** (max(0.0, age) / MARGIN_HALF_LIFE_S)
+    def queue_stretch(self, now: float) -> float:
+        """A high quantile of recent actual / predicted waits of queued admitted requests,
+        decaying towards 1 without new evidence."""
+        decay = 0.5 ** (max(0.0, now - self._stretch_at) / STRETCH_HALF_LIFE_S)
+        return 1.0 + (self._stretch - 1.0) * decay
 
-    def learn(self, now: float, predicted: float) -> None:
-        """A queued admitted request predicted to finish at ``predicted`` finished ``now``.
+    def learn(self, now: float, predicted_wait: float, actual_wait: float) -> None:
+        """A queued admitted request waited ``actual_wait`` for an instance, predicted
+        ``predicted_wait`` (both from its admission).
 
         Why: the prediction misses what it cannot see (a slow batch delays all behind it,
-        the gateway's own load); admitting against ``finish + margin`` keeps admitted
-        requests on time at the rate the margin's quantile says."""
-        self._errors.append((now, max(0.0, now - predicted)))
+        the gateway's own load), and the miss grows with the queue; admitting against the
+        wait stretched by the quantile keeps admitted requests on time at that rate."""
+        self._ratios.append(actual_wait / predicted_wait)
+        self._stretch_at = now
         self._learned += 1
-        if len(self._errors) >= 32 and self._learned % 16 == 0:
-            q = float(np.quantile([e for _, e in self._errors], ERROR_QUANTILE))
-            self._margin = min(q, 0.5 * min(self.plan.slos.values()))
+        if len(self._ratios) >= 32 and self._learned % 16 == 0:
+            q = float(np.quantile(self._ratios, WAIT_QUANTILE))
+            self._stretch = min(STRETCH_MAX, max(1.0, q))
 
     def live_timeouts(self) -> dict[str, float]:
         """The plan's timeouts fitted to today's calibrated worst full batch and the
@@ -258,6 +263,9 @@ class GroupRuntime:
             call.outputs[it.index] = out
             call.remaining -= 1
             if call.remaining == 0:
+                if call.predicted_wait is not None:
+                    self.learn(self.server.timer.now(), call.predicted_wait,
+                               max(0.0, batch.sent_at - call.arrival))  # fmt: skip
                 call.future.set_result(call.outputs)
 
     def _lost(self, batch: Batch) -> None:
@@ -410,14 +418,14 @@ class Server:
         now = self.timer.now()
         slo = self.slos[app]
         deadline = now + slo - LAG_HOPS * self.lag.lag_s()  # what the loop's queue took
-        predicted = None
+        wait = None
         if self.options.admission:
-            margin = group.queue_margin(now)
             verdict = admission.decide(group.load(now), len(records), group.policy.timeouts_s
                                        .get(app, 0.0), deadline - ADMISSION_MARGIN_S,
-                                       group.model.avg, group.model.worst, margin)  # fmt: skip
-            if verdict.queued:
-                predicted = verdict.finish_s - margin
+                                       group.model.avg, group.model.worst,
+                                       group.queue_stretch(now))  # fmt: skip
+            if verdict.queued and verdict.wait_s >= WAIT_MIN_FRACTION * slo:
+                wait = verdict.wait_s
             if not verdict.admit:
                 group.rejected += 1
                 self.metrics.rejected.labels(app, "deadline").inc()
@@ -425,17 +433,14 @@ class Server:
                                f"{verdict.finish_s - now:.3f} s, over its SLO of {slo} s",
                                verdict.retry_after_s)  # fmt: skip
         fut = asyncio.get_running_loop().create_future()
-        call = Call(app, now, deadline, [None] * len(records), len(records), fut)
+        call = Call(app, now, deadline, [None] * len(records), len(records), fut, wait)
         for i, rec in enumerate(records):
             rid = next(self._ids)
             self.items[rid] = Item(call, i, rec)
             group.batcher.submit(rid, app)
         limit = slo * SAFETY_TIMEOUT_FACTOR + 2 * group.pool.cold_start_s + 10
         try:
-            result = await asyncio.wait_for(asyncio.shield(fut), timeout=limit)
-            if predicted is not None:
-                group.learn(self.timer.now(), predicted)
-            return result
+            return await asyncio.wait_for(asyncio.shield(fut), timeout=limit)
         except TimeoutError:
             _fail(call, Unavailable("timed out"))
             raise Unavailable(f"no answer within {limit:.1f} s (safety timeout)") from None
@@ -456,7 +461,9 @@ class Server:
                  "ready": g.pool.ready_count(), "target": g.pool.target,
                  "cpu_quota": g.pool.cfg.mechanism if not g.pool.members else
                  next(iter(g.pool.members.values())).quota.mechanism,
-                 "service_factor": round(g.model.factor, 4)}
+                 "service_factor": round(g.model.factor, 4),
+                 "service_tail": round(g.model.tail, 4),
+                 "queue_stretch": round(g.queue_stretch(self.timer.now()), 4)}
                 for g in self.groups
             ],
             "history": self.history,
