@@ -168,6 +168,17 @@ class CpuQuota:
             (self.path / "cpu.weight").write_text("1")
         return True
 
+    def set_normal_priority(self) -> bool:
+        """Undo :meth:`set_low_priority`: the weight every instance has (see ``create``)."""
+        if self.path is None:
+            return False
+        idle = self.path / "cpu.idle"
+        if idle.is_file():
+            idle.write_text("0")
+        elif self.mechanism == CGROUP_V1:
+            (self.path / "cpu.shares").write_text("1024")
+        return True
+
     def pids(self) -> list[int]:
         """Processes in the cgroup now (empty without one)."""
         if self.path is None:

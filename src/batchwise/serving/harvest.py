@@ -31,9 +31,9 @@ controls:
   request still met its SLO (``bench/RESULTS.md`` §8); what must be protected is the
   SLO, and the idle class already gives serving every core it asks for.
 
-Serving instances share what instances may use (``instance_cores()``: the cores less
-the gateway's reserve); an idle-class harvest group may have every core, the gateway's
-reserve included, since it never preempts the gateway or the load generator. An
+Serving instances share what instances may use (``instance_cores()``: the cores); an
+idle-class harvest group may have every core as well, since it never preempts the
+gateway, the instances or the load generator. An
 instance's limit never exceeds its runtime threads: a one-thread MiniLM instance cannot
 use 1.2 vCPU, and claiming it would idle 0.2. Batch jobs harvest best with one-thread
 workers (``workers: {cpus: 1}``): a multi-threaded operator waits for its slowest
@@ -101,7 +101,7 @@ class Harvester:
         self.capacity = capacity
         self.tick_s, self.limit_factor = tick_s, limit_factor
         # What the harvest group may have: with the idle class it never preempts anyone,
-        # so the gateway's reserve is lent too while the gateway does not use it.
+        # so every core the others leave may be lent to it.
         self.cores = max(capacity, cores or 0.0) if idle_class else capacity
         self.low_tenant = Tenant(LOW, Priority.LOW, min(LOW_REQUEST_VCPU, capacity), self.cores)
         self.instances: dict[str, _Instance] = {}
