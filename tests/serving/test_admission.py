@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from batchwise.serving.admission import GroupLoad, decide, predict
+from batchwise.serving.admission import GroupLoad, WaitStretch, decide, predict
 
 
 def predict_finish(*args, **kw):
@@ -85,3 +85,41 @@ def test_decide_always_admits_when_nothing_queues_even_past_the_deadline():
 def test_no_instance_means_no_admission():
     v = decide(load(free_at=()), 1, 0.2, deadline=200.0, avg=avg, worst=worst)
     assert not v.admit and math.isinf(v.finish_s)
+
+
+# -- the learned queue stretch ------------------------------------------------------
+
+
+def test_the_stretch_is_cautious_until_it_has_evidence():
+    s = WaitStretch()
+    assert s.value(0.0) == s.cold
+    for i in range(s.min_samples - 1):
+        s.learn(float(i), 1.0, 1.0)
+    assert s.value(31.0) == s.cold
+    s.learn(31.0, 1.0, 1.0)  # the 32nd: waits ran as predicted
+    assert s.value(31.0) == 1.0
+
+
+def test_the_stretch_is_a_high_quantile_of_actual_over_predicted_waits_within_bounds():
+    s = WaitStretch()
+    for i in range(64):
+        s.learn(0.0, 0.5, 0.5 * (1.2 if i % 10 == 0 else 1.0))  # one in ten ran 20 % long
+    assert math.isclose(s.value(0.0), 1.2)
+    faster = WaitStretch()
+    for _ in range(64):
+        faster.learn(0.0, 1.0, 0.5)
+    assert faster.value(0.0) == 1.0  # never below the replay
+    slower = WaitStretch()
+    for _ in range(64):
+        slower.learn(0.0, 0.1, 10.0)
+    assert slower.value(0.0) == slower.most  # one bad spell cannot shut admission
+
+
+def test_the_stretch_decays_towards_one_without_new_evidence():
+    s = WaitStretch()
+    for _ in range(64):
+        s.learn(10.0, 1.0, 2.0)
+    assert math.isclose(s.value(10.0), 2.0)
+    assert math.isclose(s.value(10.0 + s.half_life_s), 1.5)
+    s.learn(20.0, 0.0, 1.0)  # no predicted wait: nothing to learn (and no fresh evidence)
+    assert math.isclose(s.value(20.0), 1.0 + 0.5 ** (10.0 / s.half_life_s))

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 ServiceTime = Callable[[int], float]
 """Seconds a batch of ``b`` items takes on one instance."""
@@ -108,3 +111,46 @@ def decide(load: GroupLoad, items: int, timeout_s: float, deadline: float, avg: 
         return Verdict(True, p.finish_s, 0.0, p.queued, p.wait_s)
     late = p.finish_s - deadline if math.isfinite(p.finish_s) else 1.0
     return Verdict(False, p.finish_s, max(1.0, math.ceil(late)), p.queued, p.wait_s)
+
+
+@dataclass
+class WaitStretch:
+    """How much longer than replayed queued requests really wait for an instance.
+
+    A high quantile of actual ÷ predicted waits of recently admitted queued requests
+    (``learn``), decaying towards 1 without new evidence (load changes, and so does the
+    error: one bad second must not shut admission for good), and ``cold`` until
+    ``min_samples`` are in: a load that arrives as a step queues a full SLO on the
+    replay's word before any answer can correct it, and that first second is when waits
+    run longest (instances starting, the gateway busiest) — seen at 3x overload, where
+    every late request was in the first 10 s. Pure: times come in as arguments.
+    """
+
+    quantile: float = 0.99
+    window: int = 512
+    min_samples: int = 32
+    every: int = 16  # recompute the quantile every this many samples
+    cold: float = 1.5
+    most: float = 3.0
+    half_life_s: float = 2.0
+    _ratios: deque[float] = field(default_factory=deque, repr=False)
+    _value: float = 1.0
+    _at: float = 0.0
+    _seen: int = 0
+
+    def learn(self, now: float, predicted_wait: float, actual_wait: float) -> None:
+        if predicted_wait <= 0:
+            return
+        self._ratios.append(actual_wait / predicted_wait)
+        if len(self._ratios) > self.window:
+            self._ratios.popleft()
+        self._at, self._seen = now, self._seen + 1
+        if len(self._ratios) >= self.min_samples and self._seen % self.every == 0:
+            q = float(np.quantile(self._ratios, self.quantile))
+            self._value = min(self.most, max(1.0, q))
+
+    def value(self, now: float) -> float:
+        if len(self._ratios) < self.min_samples:
+            return self.cold
+        decay = 0.5 ** (max(0.0, now - self._at) / self.half_life_s)
+        return 1.0 + (self._value - 1.0) * decay

@@ -18,12 +18,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
@@ -49,21 +46,9 @@ SAFETY_TIMEOUT_FACTOR = 20.0
 is answered 504: something is broken, and a client must never wait forever."""
 ADMISSION_MARGIN_S = 0.005
 """Slack kept for the HTTP layer (parsing, encoding) when admitting against an SLO."""
-WAIT_WINDOW = 512
-"""Recent queued admitted requests whose waits set a group's queue stretch."""
-WAIT_QUANTILE = 0.99
 WAIT_MIN_FRACTION = 0.1
 """Waits predicted under this fraction of the request's SLO are not learned from: their
 ratios are noise (a 5 ms wait that took 20 ms says little about a 1 s queue)."""
-STRETCH_MAX = 3.0
-STRETCH_COLD = 1.5
-"""The stretch before a group has learned one (fewer than 32 queued requests answered):
-a load that arrives as a step queues a full SLO on the replay's word before any answer
-can correct it, and that first second is when waits run longest (instances starting,
-the gateway busiest). Seen at 3x overload: every late request was in the first 10 s."""
-STRETCH_HALF_LIFE_S = 2.0
-"""Without new evidence the stretch's excess over 1 halves this often (load changes; so
-does the error), so one bad second cannot shut admission for good."""
 RAY_MAX_INSTANCES = 64
 """Instances per group on Ray unless ``--max-instances`` says otherwise."""
 TARGET_UTILISATION = 0.7
@@ -171,30 +156,7 @@ class GroupRuntime:
         self.busy_s = 0.0
         self.cost = 0.0
         self.batches = 0
-        self._ratios: deque[float] = deque(maxlen=WAIT_WINDOW)
-        self._stretch, self._stretch_at, self._learned = 1.0, 0.0, 0
-
-    def queue_stretch(self, now: float) -> float:
-        """A high quantile of recent actual / predicted waits of queued admitted requests,
-        decaying towards 1 without new evidence."""
-        if len(self._ratios) < 32:
-            return STRETCH_COLD
-        decay = 0.5 ** (max(0.0, now - self._stretch_at) / STRETCH_HALF_LIFE_S)
-        return 1.0 + (self._stretch - 1.0) * decay
-
-    def learn(self, now: float, predicted_wait: float, actual_wait: float) -> None:
-        """A queued admitted request waited ``actual_wait`` for an instance, predicted
-        ``predicted_wait`` (both from its admission).
-
-        Why: the prediction misses what it cannot see (a slow batch delays all behind it,
-        the gateway's own load), and the miss grows with the queue; admitting against the
-        wait stretched by the quantile keeps admitted requests on time at that rate."""
-        self._ratios.append(actual_wait / predicted_wait)
-        self._stretch_at = now
-        self._learned += 1
-        if len(self._ratios) >= 32 and self._learned % 16 == 0:
-            q = float(np.quantile(self._ratios, WAIT_QUANTILE))
-            self._stretch = min(STRETCH_MAX, max(1.0, q))
+        self.stretch = admission.WaitStretch()  # learned from this group's queued requests
 
     def live_timeouts(self) -> dict[str, float]:
         """The plan's timeouts fitted to today's calibrated worst full batch and the
@@ -266,8 +228,8 @@ class GroupRuntime:
             call.remaining -= 1
             if call.remaining == 0:
                 if call.predicted_wait is not None:
-                    self.learn(self.server.timer.now(), call.predicted_wait,
-                               max(0.0, batch.sent_at - call.arrival))  # fmt: skip
+                    self.stretch.learn(self.server.timer.now(), call.predicted_wait,
+                                       max(0.0, batch.sent_at - call.arrival))  # fmt: skip
                 call.future.set_result(call.outputs)
 
     def _lost(self, batch: Batch) -> None:
@@ -425,7 +387,7 @@ class Server:
             verdict = admission.decide(group.load(now), len(records), group.policy.timeouts_s
                                        .get(app, 0.0), deadline - ADMISSION_MARGIN_S,
                                        group.model.avg, group.model.worst,
-                                       group.queue_stretch(now))  # fmt: skip
+                                       group.stretch.value(now))  # fmt: skip
             if verdict.queued and verdict.wait_s >= WAIT_MIN_FRACTION * slo:
                 wait = verdict.wait_s
             if not verdict.admit:
@@ -465,7 +427,7 @@ class Server:
                  next(iter(g.pool.members.values())).quota.mechanism,
                  "service_factor": round(g.model.factor, 4),
                  "service_tail": round(g.model.tail, 4),
-                 "queue_stretch": round(g.queue_stretch(self.timer.now()), 4)}
+                 "queue_stretch": round(g.stretch.value(self.timer.now()), 4)}
                 for g in self.groups
             ],
             "history": self.history,
