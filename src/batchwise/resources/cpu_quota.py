@@ -28,13 +28,11 @@ MIN_QUOTA_US = 1_000
 MIN_SHARES = 2
 """The least ``cpu.shares`` cgroup v1 accepts."""
 YIELD_SHARES = 64
-"""Weight of the ``batchwise/`` folder (a process at nice 0 weighs 1024): the gateway wins
-a contended core 16:1, yet an instance is not starved for its replies while the gateway
-and a load generator both run. Measured on 2 cores: with the least weight (2) a
-zero-latency model's answers queued behind them (p99 92–170 ms at 1000 req/s); with 64,
-13–46 ms up to 1500 req/s, and MiniLM at 7x and at 3x overload served the same."""
-INSTANCE_NICE = 10
-"""Nice value of an instance that has no cgroup of its own (duty cycle, or quotas off)."""
+"""Weight of an instance's cgroup beside the gateway's (1024, a nice-0 process's): the
+gateway wins a contended core 16:1, yet an instance is not starved for its replies.
+Measured on 2 cores: with the least weight (2) a zero-latency model's answers queued
+behind the gateway (p99 92–170 ms at 1000 req/s); with 64, 13–46 ms up to 1500 req/s."""
+DEFAULT_SHARES = 1024
 ENV = "BATCHWISE_CPU_QUOTA"
 CGROUP_V1 = "cgroup-v1"
 CGROUP_V2 = "cgroup-v2"
@@ -76,29 +74,48 @@ def detect() -> str:
     return DUTY_CYCLE
 
 
-def _yield_to_root(folder: Path) -> None:
-    """Give ``batchwise/`` a small weight (:data:`YIELD_SHARES`) beside the machine's other
-    processes.
-
-    Why: quotas cap what an instance may take, but when a core is contended the
-    scheduler still splits it by weight, and the ``batchwise`` folder weighed as much as
-    the gateway. The gateway's work per request is tiny and every request waits on it
-    (refusals, batching timeouts, answers), so under overload it must win the core at
-    once; instances then run a little slower, which their calibrated service times see.
-    Inside the folder the instances keep equal weights, so quotas still split the rest.
-    """
+def _folder_at_default_weight(folder: Path) -> None:
+    """The ``batchwise/`` folder competes with the machine's other processes at the
+    default weight, as one process would (an earlier version lowered it: then any busy
+    process on the machine starved serving — a batch job beside it took 94 % of the
+    requests' admissions at 5x)."""
     shares = folder / "cpu.shares"
     with contextlib.suppress(OSError):
-        if shares.read_text().strip() != str(YIELD_SHARES):
-            shares.write_text(str(YIELD_SHARES))
+        if shares.read_text().strip() != str(DEFAULT_SHARES):
+            shares.write_text(str(DEFAULT_SHARES))
 
 
-def yield_cpu(mechanism: str) -> None:
-    """In an instance process without a cgroup of its own: run at a low priority (nice),
-    for the reason :func:`_yield_to_root` gives; no-op under a cgroup (its folder yields)."""
-    if mechanism not in (CGROUP_V1, CGROUP_V2):
-        with contextlib.suppress(OSError):
-            os.nice(INSTANCE_NICE)
+def join_gateway() -> CpuQuota | None:
+    """Move this process (the gateway) into its own cgroup beside its instances' (v1).
+
+    Why: quotas cap what an instance may take, but a contended core is split by weight;
+    the gateway's work per request is small and every request waits on it (refusals,
+    batching timeouts, answers), so under overload it must win the core at once. In one
+    folder, the gateway at the default weight and each instance at
+    :data:`YIELD_SHARES` order exactly serving's own processes, and the folder as a
+    whole competes with the rest of the machine as before. None where there is no
+    writable v1 hierarchy (then nothing is re-weighted). Undo with :func:`leave_gateway`.
+    """
+    if detect() != CGROUP_V1:
+        return None
+    path = V1_ROOT / "batchwise" / f"gateway-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        path.mkdir(parents=True)
+        _folder_at_default_weight(path.parent)
+        quota = CpuQuota(float(os.cpu_count() or 1), CGROUP_V1, path)
+        quota.enter()
+    except OSError:
+        return None
+    return quota
+
+
+def leave_gateway(quota: CpuQuota | None) -> None:
+    """Back to the hierarchy's root, and remove the gateway's cgroup."""
+    if quota is None or quota.path is None:
+        return
+    with contextlib.suppress(OSError):
+        (V1_ROOT / "cgroup.procs").write_text(str(os.getpid()))
+    quota.remove()
 
 
 def quota_us(vcpu: float) -> int:
@@ -134,7 +151,7 @@ class CpuQuota:
             path = V1_ROOT / f"batchwise-{leaf}" if top_level else V1_ROOT / "batchwise" / leaf
             path.mkdir(parents=True)
             if not top_level:
-                _yield_to_root(path.parent)
+                (path / "cpu.shares").write_text(str(YIELD_SHARES))  # see join_gateway
             (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
             (path / "cpu.cfs_quota_us").write_text(str(quota_us(vcpu)))
         else:
@@ -143,8 +160,6 @@ class CpuQuota:
             path = parent / f"batchwise-{leaf}"
             path.mkdir()
             (path / "cpu.max").write_text(f"{quota_us(vcpu)} {PERIOD_US}")
-            with contextlib.suppress(OSError):  # the least weight (see _yield_to_root)
-                (path / "cpu.weight").write_text("1")
         return cls(vcpu, mech, path)
 
     def set_vcpu(self, vcpu: float) -> bool:
@@ -176,14 +191,14 @@ class CpuQuota:
         return True
 
     def set_normal_priority(self) -> bool:
-        """Undo :meth:`set_low_priority`: the weight every instance has (see ``create``)."""
+        """Undo :meth:`set_low_priority`: the weight every instance has (:data:`YIELD_SHARES`)."""
         if self.path is None:
             return False
         idle = self.path / "cpu.idle"
         if idle.is_file():
             idle.write_text("0")
         elif self.mechanism == CGROUP_V1:
-            (self.path / "cpu.shares").write_text("1024")
+            (self.path / "cpu.shares").write_text(str(YIELD_SHARES))
         return True
 
     def pids(self) -> list[int]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchwise.backends.local import MASTER_PID_ENV, die_with_parent
-from batchwise.resources.cpu_quota import DUTY_CYCLE, CpuQuota, DutyCycle, yield_cpu
+from batchwise.resources.cpu_quota import DUTY_CYCLE, CpuQuota, DutyCycle
 from batchwise.runtime.base import Runner, TensorSpec
 from batchwise.runtime.registry import construct
 from batchwise.serving import wire
@@ -100,7 +100,6 @@ def serve(sock_path: str, cfg: InstanceConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C
     if cfg.cgroup:
         CpuQuota(cfg.vcpu, cfg.mechanism, Path(cfg.cgroup)).enter()
-    yield_cpu(cfg.mechanism)
     inst = Instance(cfg)
     inst.warm_up()
     tmp = f"{sock_path}.tmp"
