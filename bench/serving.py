@@ -16,7 +16,10 @@ Experiments, strictly one at a time (never two benchmarks at once on 2 cores):
 * ``overload`` — batchwise at 3× the plan's capacity on this machine;
 * ``predict``  — ``batchwise simulate PLAN --instances N`` against each live Poisson run.
 
-Every raw JSON goes to ``--out``; one summary JSON (all figures, ours/peer ratios and the
+``--repeats N`` runs every load, trace and system (and the overload) N times, interleaved
+in that order, and reports the median of each figure with every run's key figures in
+``repeats`` (single 30 s runs on this VM vary by several points). Every raw JSON goes
+to ``--out``; one summary JSON (all figures, ours/peer ratios and the
 goals) is printed at the end (``--json``: only that). Usage::
 
     .venv/bin/python bench/serving.py --duration 30 --loads 1,5,7,10 --out /tmp/bw-serving
@@ -45,6 +48,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -128,6 +132,40 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+# ------------------------------------------------------------------------- repeats
+REPEAT_FIGURES = ("slo_attainment", "admitted_fraction", "p99_s", "reject_p99_s",
+                  "reject_sent_p99_s", "cpu_s_per_1000", "goodput_rps")  # fmt: skip
+"""Each repeat's own value of these is kept beside the medians (``repeats``)."""
+
+
+def repeat_name(name: str, repeat: int) -> str:
+    """Raw files of the first repeat keep the plain name (predictability reads those)."""
+    return name if repeat == 1 else f"{name}-r{repeat}"
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for repeated runs: the median of every numeric field (and of each
+    app's figure); other fields from the first run; each run's key figures in ``repeats``."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for key, first in runs[0].items():
+        vals = [r.get(key) for r in runs]
+        if all(_number(v) for v in vals):
+            out[key] = rnd(float(statistics.median(vals)), 4)
+        elif isinstance(first, dict) and key == "apps":
+            out[key] = {a: rnd(float(statistics.median(v)), 6) if all(_number(x) for x in v)
+                        else first[a]
+                        for a in first
+                        for v in [[r[key].get(a) for r in runs]]}  # fmt: skip
+    out["repeats"] = [{f: r.get(f) for f in REPEAT_FIGURES if f in r} for r in runs]
+    return out
+
+
 # ---------------------------------------------------------------------------- peer
 class Peer:
     """Runs one peer script inside its netns_run.sh under timeout; one JSON line back."""
@@ -160,8 +198,10 @@ class Peer:
         return doc
 
 
-def peer_batch(peer: Peer, k: float, duration: float, max_ongoing: int) -> dict[str, Any]:
-    name = f"peer-{k:g}x" + ("" if max_ongoing == 64 else f"-mo{max_ongoing}")
+def peer_batch(peer: Peer, k: float, duration: float, max_ongoing: int,
+               repeat: int = 1) -> dict[str, Any]:  # fmt: skip
+    name = repeat_name(f"peer-{k:g}x" + ("" if max_ongoing == 64 else f"-mo{max_ongoing}"),
+                       repeat)  # fmt: skip
     args = [
         "--apps",
         PEER_APPS,
@@ -327,6 +367,7 @@ def ours_summary(rep: dict[str, Any]) -> dict[str, Any]:
         "p50_s": rnd(rep["p50_s"]),
         "p99_s": rnd(rep["p99_s"]),
         "reject_p99_s": rnd(rep["reject_p99_s"], 4),
+        "reject_sent_p99_s": rnd(rep.get("reject_sent_p99_s"), 4),
         "cpu_s_per_1000": rnd(rep["cpu_s_per_1000"], 2),  # per 1000 requests sent
         "cpu_s_per_1000_ok": rnd(rep["cpu_s_per_1000"] * rep["requests"] / rep["ok"], 2)
         if rep["ok"]
@@ -392,13 +433,17 @@ def loads(args, peer: Peer | None, env: dict[str, str], ceil: dict | None) -> li
         row: dict[str, Any] = {"scale": k, "offered_rps": rnd(20.0 * k, 1)}
         if ceil:
             row["fraction_of_ceiling"] = rnd(20.0 * k / ceil["best_sent_per_s"], 3)
+        reps = range(1, args.repeats + 1)
         if peer:
-            row["peer"] = peer_batch(peer, k, args.duration, 64)
+            row["peer"] = medians([peer_batch(peer, k, args.duration, 64, i) for i in reps])
             if k >= 7 and not args.no_mo512:
-                row["peer_mo512"] = peer_batch(peer, k, args.duration, 512)
+                row["peer_mo512"] = medians([peer_batch(peer, k, args.duration, 512, i)
+                                             for i in reps])  # fmt: skip
         for trace, spec in (("poisson", "poisson"), ("bursty", bursty)):
-            rep = ours_run(f"ours-{trace}-{k:g}x", args.out, env, args.duration, k, [spec])
-            row[f"ours_{trace}"] = ours_summary(rep)
+            row[f"ours_{trace}"] = medians([
+                ours_summary(ours_run(repeat_name(f"ours-{trace}-{k:g}x", i), args.out, env,
+                                      args.duration, k, [spec]))
+                for i in reps])  # fmt: skip
         if peer:
             o, p = row["ours_poisson"], row["peer"]
             row["ratios_poisson"] = {
@@ -482,8 +527,10 @@ def overload(args, env: dict[str, str], plan_file: Path) -> dict[str, Any]:
             plan_file = info["plan_file"]
     cap = plan_capacity(json.loads(plan_file.read_text()))
     scale = round(3 * cap["capacity_rps"] / cap["planned_rps"], 2)
-    rep = ours_run("ours-overload", args.out, env, args.duration, scale, ["poisson"])
-    return {**cap, "rate_scale": scale, **ours_summary(rep)}
+    runs = [ours_summary(ours_run(repeat_name("ours-overload", i), args.out, env,
+                                  args.duration, scale, ["poisson"]))
+            for i in range(1, args.repeats + 1)]  # fmt: skip
+    return {**cap, "rate_scale": scale, **medians(runs)}
 
 
 def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: float,
@@ -600,6 +647,8 @@ def main() -> None:
     ap.add_argument("--reuse-profile", action="store_true",
                     help="keep a cached MiniLM profile (default: profile again in this run, "
                     "since the machine's speed drifts between days)")  # fmt: skip
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs per load, trace and system (medians reported; 1 = single runs)")
     ap.add_argument("--overhead-rates", default="500,1000,1500,2000", help="req/s, sleep model")
     ap.add_argument("--overhead-duration", type=float, default=10.0)
     ap.add_argument(
@@ -610,6 +659,8 @@ def main() -> None:
     args = ap.parse_args()
     if not args.reuse_profile:  # the first serve profiles MiniLM on today's machine
         shutil.rmtree(Path(args.cache) / "profiles", ignore_errors=True)
+    if not 1 <= args.repeats <= 20:
+        ap.error(f"--repeats: must be in 1..20, got {args.repeats}")
     args.loads = [float(x) for x in args.loads.split(",")]
     args.overhead_rates = [float(x) for x in args.overhead_rates.split(",")]
     only = set(args.only.split(","))

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.request
 
+import pytest
 from live import run_load, sleep_gateway
+
+from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, detect
+from batchwise.serving.server import ServeOptions
 
 
 def _history(gw) -> list[dict]:
@@ -42,3 +48,33 @@ def test_replanning_under_a_rate_change_switches_epochs_without_a_failed_request
         # Two epochs' instances start while serving on two cores (with the load generator):
         # a transient, so a looser bound than the steady-state tests' 99 %.
         assert report["slo_attainment"] >= 0.95
+
+
+@pytest.mark.skipif(detect() not in (CGROUP_V1, CGROUP_V2), reason="no writable cgroup here")
+def test_a_group_held_below_its_load_surges_onto_the_free_vcpu_then_returns_to_its_plan():
+    opts = ServeOptions(max_instances=1, scale_down_delay_s=1.0)
+    with sleep_gateway([("a", 1.0, 20.0)], options=opts, per_item_s=0.01) as gw:
+        g = gw.server.groups[0]
+        planned = g.fn.vcpu
+        member = next(iter(g.pool.members.values()))
+        seen: list[float] = []
+        stop = threading.Event()
+
+        def sample() -> None:  # the quota the kernel enforces, while the load runs
+            while not stop.wait(0.1):
+                seen.append(member.quota.read_vcpu())
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        report = run_load(gw.url, "--duration", "6", "--rate-scale", "6")
+        stop.set()
+        t.join()
+        surges = [h for h in _history(gw) if h["action"] == "surge"]
+        assert surges and "wants more instances" in surges[0]["reason"], _history(gw)
+        assert planned < 1.0 and max(seen) == pytest.approx(1.0)  # one thread: one core
+        assert report["errors"] == 0
+        deadline = time.monotonic() + 10
+        while g.live_fn.vcpu != planned and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert g.live_fn.vcpu == planned and member.quota.read_vcpu() == pytest.approx(planned)
+        assert "back to the plan" in _history(gw)[-1]["reason"]

@@ -105,6 +105,8 @@ def test_deadline_admission_under_3x_overload_keeps_admitted_requests_on_time():
     assert 0.4 < 1 - report["admitted_fraction"] < 0.8, report["admitted_fraction"]  # ~2/3
     assert report["slo_attainment"] >= 0.99, (report["p50_s"], report["p99_s"])
     assert report["apps"]["a"]["reject_p99_s"] < 0.1
+    # from the actual send: never later than from the scheduled one (late >= 0)
+    assert 0 <= report["reject_sent_p99_s"] <= report["reject_p99_s"]
 
 
 def test_a_gateway_whose_loop_runs_late_refuses_before_parsing_then_recovers():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from live import run_load, sleep_gateway
 
-from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect
+from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect, read_quota_us
 from batchwise.serving.harvest import LOW_REQUEST_VCPU, Harvester
 from batchwise.serving.server import ServeOptions
 from utils import cli_exit
@@ -127,12 +127,6 @@ def test_stats_say_what_is_in_force():
     assert s["capacity_vcpu"] == 1.5 and s["emergencies"] == 0
 
 
-def _quota_us(path: Path) -> int:
-    if (path / "cpu.cfs_quota_us").is_file():
-        return int((path / "cpu.cfs_quota_us").read_text())
-    return int((path / "cpu.max").read_text().split()[0])
-
-
 @needs_cgroups
 def test_real_cgroup_quotas_follow_the_controller():
     low = CpuQuota.create("test-harvest", 1.5)
@@ -143,16 +137,16 @@ def test_real_cgroup_quotas_follow_the_controller():
         if (low.path / "cpu.idle").is_file():
             assert (low.path / "cpu.idle").read_text().strip() == "1"
         h.add("a", inst, 0.6)
-        assert _quota_us(inst.path) == 120_000  # idle: its limit, ready to burst
+        assert read_quota_us(inst.path) == 120_000  # idle: its limit, ready to burst
         h.started("a")
-        assert _quota_us(inst.path) == 120_000 and _quota_us(low.path) == 150_000
+        assert read_quota_us(inst.path) == 120_000 and read_quota_us(low.path) == 150_000
         h.finished("a")
         h.answered(0.3375, slo_s=0.2)  # overflow 1.6 x 0.3375 / 0.18 = 3
         h.tick()
-        assert _quota_us(low.path) == 50_000  # the budget cut, written to the kernel
+        assert read_quota_us(low.path) == 50_000  # the budget cut, written to the kernel
         for _ in range(200):
             h.tick()
-        assert _quota_us(low.path) == 150_000
+        assert read_quota_us(low.path) == 150_000
     finally:
         inst.remove()
         low.remove()
@@ -171,10 +165,10 @@ def test_a_live_gateway_steers_real_quotas_and_feeds_back_on_slos():
         time.sleep(0.5)
         h = json.loads(urllib.request.urlopen(f"{url}/v1/stats", timeout=5).read())["harvest"]
         # what the controller holds is what the kernel enforces
-        assert _quota_us(path) == round(h["low_vcpu"] * 100_000)
+        assert read_quota_us(path) == round(h["low_vcpu"] * 100_000)
         assert len(h["instances"]) == 2
         for inst in h["instances"].values():
-            assert _quota_us(Path(inst["cgroup"])) == round(inst["vcpu"] * 100_000)
+            assert read_quota_us(Path(inst["cgroup"])) == round(inst["vcpu"] * 100_000)
             assert inst["vcpu"] == inst["limit"]  # idle after the load: ready to burst
     assert h["answers"] >= rep["ok"]  # every answered request fed the budget
     assert not path.exists()  # removed at shutdown (nothing ran in it)

@@ -33,3 +33,23 @@ def test_the_tail_is_learned_from_recent_ratios(model):
 
 def test_batches_beyond_the_profile_use_its_largest(model):
     assert model.avg(100) == model.avg(8)
+
+
+def test_a_resized_group_keeps_its_calibration_and_knows_its_speedup():
+    # L(b, c) = 0.04 b exp(-c / 0.5) + 0.001 b: faster with more vCPU
+    prof = ModelProfile(name="m", cpu={"avg": [[0.04 * b, 0.5, 0.001 * b] for b in range(1, 5)],
+                                       "max": [[0.05 * b, 0.5, 0.001 * b] for b in range(1, 5)],
+                                       "memory_base_mb": 10})  # fmt: skip
+    m = ServiceModel(prof, Function("cpu", 0.5, 1.0), 4)
+    m.observe(4, 2 * m.avg(4))  # today twice as slow as profiled
+    slow = m.avg(4)
+    m.resize(Function("cpu", 1.0, 1.0))
+    assert m.factor == pytest.approx(2.0)
+    assert m.speedup(4) == pytest.approx(slow / m.avg(4)) and m.speedup(4) > 1.5
+    m.resize(Function("cpu", 0.5, 1.0))
+    assert m.speedup(4) == pytest.approx(1.0) and m.avg(4) == pytest.approx(slow)
+
+
+def test_a_model_flat_in_vcpus_gains_nothing_from_a_surge(model):
+    model.resize(Function("cpu", 2.0, 1.0))
+    assert model.speedup(4) == pytest.approx(1.0)

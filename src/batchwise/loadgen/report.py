@@ -43,6 +43,9 @@ field                          meaning
 ``admitted_fraction``          admitted / ``requests``
 ``p50_s``, ``p99_s``           latency percentiles of ok answers (s, from scheduled time)
 ``reject_p99_s``               p99 latency of 503 answers (s): how fast refusals come back
+``reject_sent_p99_s``          the same from each refusal's actual send, not its scheduled
+                               one (s): the gateway's answer time without this generator's
+                               own lateness (``sent_late_p99_s``)
 ``rate_planned``               planned rate × ``rate_scale`` (req/s)
 ``rate_sent``                  ``requests / duration_s`` (req/s achieved)
 ``sent_late_p99_s``            p99 of (actual send − scheduled send), s: the generator's own
@@ -62,6 +65,7 @@ field                          meaning
 ``apps``                       per app: ``scheduled``, ``requests``, ``ok``, ``rejected``,
                                ``errors``, ``by_code``, ``slo_s``, ``slo_attainment``,
                                ``admitted_fraction``, ``p50_s``, ``p99_s``, ``reject_p99_s``,
+                               ``reject_sent_p99_s``,
                                ``rate_planned``, ``rate_sent`` (as above, for that app)
 ``timeline``                   one entry per window of scheduled time: ``t_s`` (window
                                start), ``sent``, ``ok``, ``rejected``, ``errors``, ``p99_s``
@@ -161,7 +165,8 @@ def _split(keys: np.ndarray, n: int, *arrays: np.ndarray) -> list[list[np.ndarra
     return [np.split(a[order], cuts) for a in arrays]
 
 
-def _counts(status: np.ndarray, latency: np.ndarray, slo: float | None) -> dict[str, Any]:
+def _counts(status: np.ndarray, latency: np.ndarray, late: np.ndarray,
+            slo: float | None) -> dict[str, Any]:  # fmt: skip
     """The per-app (or total) fields over one slice of requests."""
     sent = status != NOT_SENT
     ok = (status >= 200) & (status < 300)
@@ -188,6 +193,7 @@ def _counts(status: np.ndarray, latency: np.ndarray, slo: float | None) -> dict[
         "p50_s": _q(latency[ok], 0.5),
         "p99_s": _q(latency[ok], 0.99),
         "reject_p99_s": _q(latency[rej], 0.99),
+        "reject_sent_p99_s": _q(latency[rej] - late[rej], 0.99),
     }
 
 
@@ -284,10 +290,11 @@ def _timeline(m: Measurement) -> list[dict[str, Any]]:
 
 
 def _per_app(m: Measurement) -> dict[str, dict[str, Any]]:
-    status_groups, lat_groups = _split(m.app, len(m.apps), m.status, m.latency_s)
+    status_groups, lat_groups, late_groups = _split(m.app, len(m.apps), m.status, m.latency_s,
+                                                    m.late_s)  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(m.apps):
-        row = _counts(status_groups[k], lat_groups[k], m.slos.get(name))
+        row = _counts(status_groups[k], lat_groups[k], late_groups[k], m.slos.get(name))
         row["rate_planned"] = _r(m.planned_rates.get(name))
         row["rate_sent"] = _r(_ratio(row["requests"], m.sent_until_s))
         out[name] = row
@@ -295,7 +302,7 @@ def _per_app(m: Measurement) -> dict[str, dict[str, Any]]:
 
 
 def _totals(m: Measurement, apps: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    tot = _counts(m.status, m.latency_s, None)
+    tot = _counts(m.status, m.latency_s, m.late_s, None)
     met = [a["slo_met"] for a in apps.values()]
     admitted = tot["requests"] - tot["rejected"]
     if all(x is not None for x in met):

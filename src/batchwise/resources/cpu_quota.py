@@ -125,6 +125,14 @@ def quota_us(vcpu: float) -> int:
     return max(MIN_QUOTA_US, round(vcpu * PERIOD_US))
 
 
+def read_quota_us(path: Path) -> int:
+    """A cgroup's CFS quota in µs per period, v1 or v2 (-1 / "max": unlimited, as -1)."""
+    if (path / "cpu.cfs_quota_us").is_file():
+        return int((path / "cpu.cfs_quota_us").read_text())
+    first = (path / "cpu.max").read_text().split()[0]
+    return -1 if first == "max" else int(first)
+
+
 @dataclass
 class CpuQuota:
     """One instance's allotment. ``path`` is its cgroup (None: duty cycle or off)."""
@@ -215,6 +223,10 @@ class CpuQuota:
         """Move ``pid`` (default: this process; its future threads follow) into the cgroup."""
         if self.path is not None:
             (self.path / "cgroup.procs").write_text(str(pid or os.getpid()))
+
+    def read_vcpu(self) -> float:
+        """The allotment the kernel enforces now (``vcpu`` as set, without a cgroup)."""
+        return self.vcpu if self.path is None else read_quota_us(self.path) / PERIOD_US
 
     def throttled_s(self) -> float:
         """Seconds the kernel held the cgroup back so far (0 without a cgroup)."""

@@ -79,6 +79,13 @@ def serve_command(
             help="Lend idle CPU to a low-priority cgroup for batch jobs (batch --cgroup PATH).",
         ),
     ] = False,
+    surge: Annotated[
+        bool,
+        typer.Option(
+            "--surge/--no-surge",
+            help="A group bound by the cores runs its instances on the vCPU left free.",
+        ),
+    ] = True,
 ) -> None:
     """Serve the apps over the Open Inference Protocol until Ctrl-C (then drain and stop)."""
     if backend not in ("local", "ray"):
@@ -111,7 +118,7 @@ def serve_command(
         instances=instances, max_instances=max_instances, admission=admission,
         backend=backend, ray_address=ray_address, autoscale=autoscale,
         replan_window_s=window or None, rate_estimator=rate_estimator,
-        planner=prepared.replanner(), harvest=harvest,
+        planner=prepared.replanner(), harvest=harvest, surge=surge,
     )  # fmt: skip
     server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
     if server.harvester is not None:

@@ -24,6 +24,7 @@ from batchwise.config.plan import Plan
 from batchwise.scaling.guardrails import Guardrails, GuardState, guard
 from batchwise.scaling.instances import GroupSignal, want_instances
 from batchwise.scaling.rates import RateEstimator
+from batchwise.scaling.surge import SurgeGroup, surge_vcpus
 from batchwise.serving.server import instance_cores
 
 if TYPE_CHECKING:
@@ -33,8 +34,15 @@ log = logging.getLogger("batchwise.serving")
 
 SCALE_COOLDOWN_S = 2.0
 """Least time between two changes of a group's instances (a new one must get warm)."""
+SURGE_STEP_MILLI = 20
+"""A surge is resized only when its vCPU moves by more than this (milli-vCPU)."""
 TIMEOUT_TOLERANCE = 0.02
 """Plans whose timeouts differ by less than this fraction are the same plan."""
+
+
+def _milli(vcpu: float) -> int:
+    """Guardrails count whole steps: vCPU in thousandths."""
+    return round(vcpu * 1000)
 
 
 def same_plan(a: Plan, b: Plan) -> bool:
@@ -99,27 +107,64 @@ class Controller:
 
     def scale_step(self, now: float) -> None:
         cores = instance_cores()
+        bound: dict[str, bool] = {}
         for g in self.server.groups:
             busy0, rej0, off0 = self._seen.get(g.name, (g.busy_s, g.rejected, g.offered_items))
             self._seen[g.name] = (g.busy_s, g.rejected, g.offered_items)
             live, b = g.pool.live_count(), g.plan.batch_size
-            sig = GroupSignal(live, g.busy_s - busy0, self.opts.scale_interval_s,
+            # In instances of the plan's size: a surged one does the work of `k` of them
+            # (so the surge's own speed-up does not read as the load going away).
+            k = g.model.speedup(b)
+            sig = GroupSignal(live, (g.busy_s - busy0) * k, self.opts.scale_interval_s,
                               g.queue_depth(), b, g.rejected - rej0, g.offered_items - off0,
-                              g.model.avg(b) / b)  # fmt: skip
+                              g.model.avg(b) / b * k)  # fmt: skip
             want = want_instances(sig)
             state = self._guards.get(g.name, GuardState(live, now))
-            value, state = guard(want.instances, state, now, self._rails(g))
-            if value > live and self.opts.backend == "local":  # the cores bound all groups
+            rails = self._rails(g)
+            value, state = guard(want.instances, state, now, rails)
+            top = rails.hi
+            if self.opts.backend == "local":  # the cores bound all groups (at planned sizes)
                 others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
                              if o is not g)  # fmt: skip
                 room = int((cores - others) // g.fn.vcpu + 1e-9)
-                value = max(live, min(value, room))
-                state = GuardState(value, state.last_change if value == live else now)
+                top = min(top, max(live, room))
+                if value > live:
+                    value = max(live, min(value, room))
+                    state = GuardState(value, state.last_change if value == live else now)
             self._guards[g.name] = state
             if value != live:
                 g.pool.scale_to(value)
                 self.server._record("scale", f"group {g.name}: {live} -> {value} instance(s): "
                                     f"{want.reason}")  # fmt: skip
+            # Bound: it wants more than the cores hold, or than it has warm while a new
+            # one starts (the seconds of a step in load that the warm ones must carry).
+            ready = g.pool.ready_count()
+            bound[g.name] = want.instances > top or (want.instances > ready
+                                                     and ready < g.pool.live_count())
+        if self.opts.surge and self.opts.backend == "local":
+            self.surge_step(now, cores, bound)
+
+    # -- vertical -----------------------------------------------------------------------
+    def surge_step(self, now: float, cores: float, bound: dict[str, bool]) -> None:
+        """Groups that want more instances than the cores allow run theirs on the vCPU
+        nothing else holds (:func:`~batchwise.scaling.surge.surge_vcpus`); back to the plan
+        once that has not been so for ``scale_down_delay_s`` (the instances' guardrail)."""
+        groups = [g for g in self.server.groups if g.pool.resizable()]
+        specs = [SurgeGroup(g.fn.vcpu, g.pool.live_count(), g.pool.cfg.threads,
+                            bound.get(g.name, False)) for g in groups]  # fmt: skip
+        for g, v in zip(groups, surge_vcpus(specs, cores), strict=True):
+            key = f"{g.name}/vcpu"
+            state = self._guards.get(key, GuardState(_milli(g.live_fn.vcpu), now))
+            rails = Guardrails(_milli(g.fn.vcpu), _milli(cores), 0.0, 0.0,
+                               self.opts.scale_down_delay_s)  # fmt: skip
+            milli, self._guards[key] = guard(_milli(v), state, now, rails)
+            if abs(milli - _milli(g.live_fn.vcpu)) > SURGE_STEP_MILLI:
+                before = g.live_fn.vcpu
+                g.resize(milli / 1000)
+                why = ("wants more instances than the cores hold or are warm"
+                       if milli > _milli(g.fn.vcpu) else f"back to the plan's {g.fn.vcpu:g}")
+                self.server._record("surge", f"group {g.name}: {before:g} -> {milli / 1000:g} "
+                                    f"vCPU per instance: {why}")  # fmt: skip
 
     # -- re-planning --------------------------------------------------------------------
     async def replan(self) -> None:

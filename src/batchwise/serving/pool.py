@@ -23,7 +23,7 @@ from typing import Any
 
 from batchwise.backends.base import InstanceSpec
 from batchwise.backends.local import LocalProcesses
-from batchwise.resources.cpu_quota import CpuQuota
+from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect
 from batchwise.serving import wire
 from batchwise.serving.instance import InstanceConfig
 
@@ -89,6 +89,7 @@ class GroupPool:
         self.last_error = ""
         self.cold_start_s = 5.0  # spawn to warm, last measured (admission's view of a start)
         self.watcher: Any = None  # a Harvester (serving.harvest) steering quotas, or None
+        self.vcpu = cfg.vcpu  # each instance's quota in force (the plan's, or a surge)
 
     # -- size ---------------------------------------------------------------------------
     def ready_count(self) -> int:
@@ -122,7 +123,7 @@ class GroupPool:
 
     def _spawn(self) -> None:
         name = f"{self.name}-i{next(self._seq)}"
-        quota = CpuQuota.create(name, self.cfg.vcpu)
+        quota = CpuQuota.create(name, self.vcpu)
         # Warming (loading the model: seconds of CPU) only soaks up what the serving
         # instances leave: at normal weight a start in a burst slowed the instances
         # already serving it, and admitted requests ran late (seen at 7x bursty).
@@ -188,6 +189,19 @@ class GroupPool:
     def _exit_code(self, name: str) -> int | None:
         proc = self.backend.procs.get(name)
         return None if proc is None else proc.poll()
+
+    def resizable(self) -> bool:
+        """Can the controller change its instances' vCPU from outside? Only through a
+        cgroup quota, and not while a harvester owns the quotas."""
+        return self.watcher is None and detect() in (CGROUP_V1, CGROUP_V2)
+
+    def resize(self, vcpu: float) -> None:
+        """Every live instance's quota (and each new one's) becomes ``vcpu`` at once."""
+        self.vcpu = vcpu
+        for m in self.members.values():
+            if not m.draining:
+                with contextlib.suppress(OSError):  # its cgroup is leaving with it
+                    m.quota.set_vcpu(vcpu)
 
     # -- work ---------------------------------------------------------------------------
     def submit(self, batch: Batch) -> None:

@@ -92,6 +92,10 @@ class RayGroupPool(GroupPool):
         self._cfg_json = replace(cfg, base=os.path.abspath(cfg.base), cgroup=None,
                                  mechanism=RAY_QUOTA).to_json()  # fmt: skip
 
+    def resizable(self) -> bool:
+        """No: an actor's ``num_cpus`` is Ray's bookkeeping, fixed when it is placed."""
+        return False
+
     # -- start ----------------------------------------------------------------------------
     def _spawn(self) -> None:
         name = f"{self.name}-i{next(self._seq)}"

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchwise.config.plan import GroupPlan, Plan
@@ -97,6 +97,7 @@ class ServeOptions:
     backend: str = "local"  # where instances run: local processes or Ray actors
     ray_address: str | None = None  # Ray cluster (backend ray; None: RAY_ADDRESS or local)
     harvest: bool = False  # lend idle CPU to a low-priority cgroup (serving.harvest)
+    surge: bool = True  # groups bound by the cores take the free vCPU (scaling.surge)
 
 
 @dataclass
@@ -136,6 +137,7 @@ class GroupRuntime:
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)
         self.fn = function_from_spec(plan.function)
+        self.live_fn = self.fn  # what its instances run as now: the plan's, or a surge
         self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
         self.batcher = GroupBatcher(self.policy, server.timer, self._dispatch)
@@ -171,6 +173,14 @@ class GroupRuntime:
         if any(abs(timeouts[a] - t) > 0.001 for a, t in self.policy.timeouts_s.items()):
             self.policy = MultiSloBatchPolicy(self.plan.batch_size, timeouts)
             self.batcher.set_policy(self.policy)
+
+    def resize(self, vcpu: float) -> None:
+        """Run every instance at ``vcpu`` (a vertical surge, or back to the plan): quotas,
+        the service model (hence admission and timeouts) and billing follow."""
+        self.live_fn = replace(self.fn, vcpu=round(vcpu, 4))
+        self.model.resize(self.live_fn)
+        self.pool.resize(vcpu)
+        self.retime()
 
     # -- admission ----------------------------------------------------------------------
     def load(self, now: float) -> admission.GroupLoad:
@@ -215,7 +225,7 @@ class GroupRuntime:
         outputs, busy = fut.result()
         self.batches += 1
         self.busy_s += busy
-        cost = batch_cost(self.fn, busy, self.server.prices)
+        cost = batch_cost(self.live_fn, busy, self.server.prices)
         self.cost += cost
         self.server.metrics.cost.labels(self.name).inc(cost)
         self.model.observe(len(batch.items), busy)
@@ -426,6 +436,7 @@ class Server:
             "groups": [
                 {"group": g.name, "apps": g.plan.apps, "function": g.fn.describe(),
                  "batch_size": g.plan.batch_size, "instances": g.pool.live_count(),
+                 "vcpu_per_instance": g.live_fn.vcpu,
                  "ready": g.pool.ready_count(), "target": g.pool.target,
                  "cpu_quota": g.pool.cfg.mechanism if not g.pool.members else
                  next(iter(g.pool.members.values())).quota.mechanism,

@@ -35,14 +35,27 @@ class ServiceModel:
     """``avg(b)`` and ``worst(b)`` seconds on one instance of ``fn``; ``observe`` calibrates."""
 
     def __init__(self, profile: ModelProfile, fn: Function, max_batch: int) -> None:
-        model = LatencyModel(profile.cpu, profile.gpu)
-        top = max(1, max_batch)
-        self._avg = [0.0] + [model.avg(fn, b) for b in range(1, top + 1)]
-        self._max = [0.0] + [max(model.max(fn, b), self._avg[b]) for b in range(1, top + 1)]
+        self._latency = LatencyModel(profile.cpu, profile.gpu)
+        self._top = max(1, max_batch)
+        self.resize(fn)
+        self._planned = self._avg  # the tables at the size the group was planned for
         self.factor = 1.0
         self.observed = 0
         self._ratios: deque[float] = deque(maxlen=TAIL_WINDOW)
         self.tail = 0.0  # recent high quantile of measured / profile average (0: unknown)
+
+    def resize(self, fn: Function) -> None:
+        """The instances now run as ``fn`` (a vertical surge): the profile's shape at its
+        size; the calibration (today's level and tail against the profile) carries over."""
+        model, top = self._latency, self._top
+        self._avg = [0.0] + [model.avg(fn, b) for b in range(1, top + 1)]
+        self._max = [0.0] + [max(model.max(fn, b), self._avg[b]) for b in range(1, top + 1)]
+
+    def speedup(self, b: int) -> float:
+        """How many instances of the planned size one at today's size is worth at batch
+        ``b``, by the profile (1 unless surged; a model flat in vCPUs never gains)."""
+        b = self._b(b)
+        return self._planned[b] / self._avg[b] if self._avg[b] > 0 else 1.0
 
     def _b(self, b: int) -> int:
         return min(max(1, b), len(self._avg) - 1)
