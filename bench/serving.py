@@ -507,13 +507,23 @@ def overhead(args, peer: Peer | None, env: dict[str, str]) -> dict[str, Any]:
 
 def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
     """Most req/s the plan serves here: instance-bound (as many instances per group as
-    ``batchwise serve`` starts on these cores) and CPU-bound."""
+    ``batchwise serve`` starts on these cores, each at the vCPU a surge gives it: the
+    cores shared out, at most its threads) and CPU-bound."""
+    from batchwise.config.profiles import load_profiles
+    from batchwise.perf.functions import Function
+    from batchwise.perf.latency import LatencyModel
     from batchwise.serving.server import instance_cores
 
     cores = instance_cores()
+    prof = load_profiles(plan["profiles"])[plan["model"]]
+    latency = LatencyModel(prof.cpu, prof.gpu)
     total = sum(sum(g["rates"].values()) for g in plan["groups"])
-    inst = sum(max(1, math.floor(cores / g["function"]["vcpu"] + 1e-9)) * g["batch_size"]
-               / g["latency_avg"] for g in plan["groups"])  # fmt: skip
+    inst = 0.0
+    for g in plan["groups"]:
+        v, b = g["function"]["vcpu"], g["batch_size"]
+        n = max(1, math.floor(cores / v + 1e-9))
+        surged = min(float(max(1, round(v))), max(v, cores / n))  # alone on the machine
+        inst += n * b / float(latency.avg(Function("cpu", surged, g["function"]["memory_gb"]), b))
     cpu_s = sum(sum(g["rates"].values()) / total * g["function"]["vcpu"] * g["latency_avg"]
                 / g["batch_size"] for g in plan["groups"])  # fmt: skip
     return {"planned_rps": total, "instance_bound_rps": rnd(inst, 1),
@@ -625,7 +635,9 @@ def goals(s: dict[str, Any]) -> dict[str, Any]:
         "met": bool(errs) and max(errs) <= 0.05 and max(p99e) <= 0.05,
     }
     ov = s["overload"]
-    g["5_overload"] = {"reject_p99_s": ov["reject_p99_s"], "slo_attainment": ov["slo_attainment"],
+    g["5_overload"] = {"reject_p99_s": ov["reject_p99_s"],
+                       "reject_sent_p99_s": ov.get("reject_sent_p99_s"),
+                       "slo_attainment": ov["slo_attainment"],
                        "met": (ov["reject_p99_s"] or 1) < 0.005
                        and (ov["slo_attainment"] or 0) >= 0.99}  # fmt: skip
     return g
