@@ -34,7 +34,7 @@ from batchwise.config.profiles import (
 from batchwise.errors import ConfigError
 from batchwise.perf.kinds import KINDS
 from batchwise.planner import plan as make_plan
-from batchwise.profiling.cpu import ProfileResult, profile_model, profile_yaml
+from batchwise.profiling.cpu import ProfileResult, default_vcpus, profile_model, profile_yaml
 from batchwise.runtime.runners import BUILTINS
 from batchwise.serving.server import RunnerRef
 
@@ -77,9 +77,11 @@ def _cpu_model() -> str:
 
 
 def profile_cache_path(runner: RunnerRef) -> Path:
-    """Where this machine's profile of ``runner`` is cached (key: model, options, CPU, cores)."""
+    """Where this machine's profile of ``runner`` is cached (key: model, options, CPU, cores,
+    and the allotments profiled: a new default grid measures again)."""
     key = json.dumps({"model": runner.model, "options": runner.options, "cpu": _cpu_model(),
-                      "cores": os.cpu_count(), "version": __version__},
+                      "cores": os.cpu_count(), "version": __version__,
+                      "vcpus": default_vcpus()},
                      sort_keys=True, default=str)  # fmt: skip
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() else "_" for ch in runner.model.lower())[-40:]
