@@ -469,6 +469,9 @@ def overhead(args, peer: Peer | None, env: dict[str, str]) -> dict[str, Any]:
                        "p50_s_low_load": rnd(r1["p50_ms_low_load"] / 1e3, 4),
                        "cpu_ms_per_req_at_best": best and best.get("ray_cpu_ms_per_req"),
                        "p50_s_at_best": best and rnd(best["p50_ms"] / 1e3, 4),
+                       # its best throughput at any latency: the yardstick when no
+                       # concurrency kept p99 under 50 ms (a slow day for Ray)
+                       "max_rps_any": max((lv["rps"] for lv in r1["levels"]), default=None),
                        "foreign_cpu_frac": doc["contention"]["foreign_cpu_frac"]}  # fmt: skip
     apps = args.out / "sleep-apps.yaml"
     apps.write_text(SLEEP_APPS)
@@ -501,6 +504,9 @@ def overhead(args, peer: Peer | None, env: dict[str, str]) -> dict[str, Any]:
     if "peer" in res:
         res["ratio_rps"] = ratio(
             res["ours"]["max_rps_p99_lt_50ms"], res["peer"]["max_rps_p99_lt_50ms"]
+        )
+        res["ratio_rps_vs_peer_best"] = ratio(
+            res["ours"]["max_rps_p99_lt_50ms"], res["peer"]["max_rps_any"]
         )
     return res
 
@@ -622,10 +628,13 @@ def goals(s: dict[str, Any]) -> dict[str, Any]:
     }
     oh = s["overhead"]
     rps = oh["ours"]["max_rps_p99_lt_50ms"] or 0.0
+    # Against the peer's best throughput at any latency (>= its p99 < 50 ms figure):
+    # the stricter comparison for us, and defined on a day no concurrency met 50 ms.
     g["3_gateway_overhead"] = {
         "ours_rps": rps,
         "ratio": oh.get("ratio_rps"),
-        "met": rps >= 1000 and (oh.get("ratio_rps") or 0) >= 3,
+        "ratio_vs_peer_best": oh.get("ratio_rps_vs_peer_best"),
+        "met": rps >= 1000 and (oh.get("ratio_rps_vs_peer_best") or 0) >= 3,
     }
     errs = [abs(p["sim"]["cost_error"] or 0) for p in s["predict"]]
     p99e = [abs(v or 0) for p in s["predict"] for v in p["sim"]["p99_error"].values()]

@@ -126,7 +126,10 @@ class WaitStretch:
     every late request was in the first 10 s. Pure: times come in as arguments.
     """
 
-    quantile: float = 0.99
+    # 99.5 %, not 99: under overload nearly every admitted request is admitted just
+    # inside its deadline, so the quantile is close to the share that makes it (3× the
+    # plan's capacity, 4 paired runs each: median 99.99 % on time vs 99.70 %).
+    quantile: float = 0.995
     window: int = 512
     min_samples: int = 32
     every: int = 16  # recompute the quantile every this many samples

@@ -157,7 +157,12 @@ class Controller:
             state = self._guards.get(key, GuardState(_milli(g.live_fn.vcpu), now))
             rails = Guardrails(_milli(g.fn.vcpu), _milli(cores), 0.0, 0.0,
                                self.opts.scale_down_delay_s)  # fmt: skip
-            milli, self._guards[key] = guard(_milli(v), state, now, rails)
+            if bound.get(g.name) and _milli(v) < state.value:
+                # Still bound, but less is free (another group started an instance):
+                # give it back now; only the end of the pressure waits for the delay.
+                milli, self._guards[key] = _milli(v), GuardState(_milli(v), now)
+            else:
+                milli, self._guards[key] = guard(_milli(v), state, now, rails)
             if abs(milli - _milli(g.live_fn.vcpu)) > SURGE_STEP_MILLI:
                 before = g.live_fn.vcpu
                 g.resize(milli / 1000)

@@ -46,6 +46,9 @@ class ServingMetrics:
                                  "instance", ["group"], registry=r)  # fmt: skip
         self.instances = Gauge("batchwise_instances", "Instances by state", ["group", "state"],
                                registry=r)  # fmt: skip
+        self.instance_vcpu = Gauge("batchwise_instance_vcpu", "vCPU each instance of the "
+                                   "group runs with (the plan's, or more in a surge)",
+                                   ["group"], registry=r)  # fmt: skip
         self._apps: dict[str, dict[str, float]] = defaultdict(
             lambda: {"answered": 0, "ok": 0, "slo_met": 0, "rejected": 0, "errors": 0})
 
@@ -55,13 +58,15 @@ class ServingMetrics:
             self.queue_depth.labels(g.name).set_function(g.queue_depth)
             self.instances.labels(g.name, "ready").set_function(g.pool.ready_count)
             self.instances.labels(g.name, "live").set_function(g.pool.live_count)
+            self.instance_vcpu.labels(g.name).set_function(lambda g=g: g.live_fn.vcpu)
 
     def unbind(self, groups: list[Any]) -> None:
         """Forget retired groups' series (their names never come back)."""
         for g in groups:
             for metric, labels in ((self.queue_depth, (g.name,)),
                                    (self.instances, (g.name, "ready")),
-                                   (self.instances, (g.name, "live"))):  # fmt: skip
+                                   (self.instances, (g.name, "live")),
+                                   (self.instance_vcpu, (g.name,))):  # fmt: skip
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)
 

@@ -1,0 +1,134 @@
+"""The controller's vertical surge, decision by decision, on fake groups and a fake clock:
+when a group surges, that a lost room is given back at once, and that the end of the
+pressure waits for the scale-down delay (the live wiring is in test_autoscale.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from batchwise.perf.functions import Function
+from batchwise.serving import control
+from batchwise.serving.control import Controller
+from batchwise.serving.server import ServeOptions
+
+
+class FakePool:
+    def __init__(self, live: int, threads: int) -> None:
+        self.live, self.cfg = live, SimpleNamespace(threads=threads)
+
+    def live_count(self) -> int:
+        return self.live
+
+    def ready_count(self) -> int:
+        return self.live
+
+    def resizable(self) -> bool:
+        return True
+
+    def scale_to(self, n: int) -> None:
+        self.live = n
+
+
+class FakeGroup:
+    """What the controller reads of a group; ``work(busy)`` adds one interval's busy time."""
+
+    def __init__(self, name: str, vcpu: float, live: int, threads: int = 1) -> None:
+        self.name = name
+        self.fn = self.live_fn = Function("cpu", vcpu, 1.0)
+        self.plan = SimpleNamespace(batch_size=4)
+        self.busy_s, self.rejected, self.offered_items = 0.0, 0, 0
+        self.pool = FakePool(live, threads)
+        # a CPU-bound model: a surged instance is worth live / planned vCPU of the plan's
+        self.model = SimpleNamespace(speedup=lambda b: self.live_fn.vcpu / self.fn.vcpu,
+                                     avg=lambda b: 0.01 * b)  # fmt: skip
+
+    def queue_depth(self) -> int:
+        return 0
+
+    def resize(self, vcpu: float) -> None:
+        self.live_fn = replace(self.fn, vcpu=vcpu)
+
+    def work(self, busy_per_instance: float) -> None:
+        """Busy seconds in the last 1 s interval, at the size in force."""
+        self.busy_s += busy_per_instance * self.pool.live
+
+
+@pytest.fixture
+def make(monkeypatch):
+    monkeypatch.setattr(control, "instance_cores", lambda: 2.0)
+
+    def build(*groups: FakeGroup, delay_s: float = 5.0) -> tuple[Controller, list]:
+        history: list[tuple[str, str]] = []
+        server = SimpleNamespace(
+            options=ServeOptions(scale_down_delay_s=delay_s),
+            plan=SimpleNamespace(app_rates=dict), groups=list(groups),
+            max_instances=lambda g: 8, _record=lambda a, r: history.append((a, r)),
+        )  # fmt: skip
+        return Controller(server), history
+
+    return build
+
+
+def test_a_group_bound_by_the_cores_takes_the_free_vcpu_and_keeps_it_while_bound(make):
+    g = FakeGroup("g0", 0.7, 2)
+    ctl, history = make(g)
+    ctl.scale_step(0.0)  # first sample: no interval yet
+    g.work(1.0)  # both busy all the time: wants 3 of 0.7, the cores hold 2
+    ctl.scale_step(1.0)
+    assert g.pool.live == 2 and g.live_fn.vcpu == pytest.approx(1.0)  # one thread: one core
+    assert history[-1][0] == "surge" and "cores hold" in history[-1][1]
+    g.work(0.8)  # the surge's own speed-up: 0.8 s at 1.0 vCPU is 1.14 s at the plan's 0.7
+    ctl.scale_step(2.0)
+    assert g.live_fn.vcpu == pytest.approx(1.0)
+
+
+def test_the_end_of_the_pressure_waits_for_the_scale_down_delay(make):
+    g = FakeGroup("g0", 0.7, 2)
+    ctl, history = make(g, delay_s=5.0)
+    ctl.scale_step(0.0)
+    g.work(1.0)
+    ctl.scale_step(1.0)
+    assert g.live_fn.vcpu == pytest.approx(1.0)
+    for t in range(2, 7):
+        g.work(0.3)  # quiet now: wants 2 or fewer
+        ctl.scale_step(float(t))
+    assert g.live_fn.vcpu == pytest.approx(1.0)  # wanted back for 4 s < 5 s
+    g.work(0.3)
+    ctl.scale_step(7.0)
+    assert g.live_fn.vcpu == pytest.approx(0.7)
+    assert "back to the plan" in history[-1][1]
+
+
+def test_room_another_group_takes_is_given_back_at_once(make):
+    a, b = FakeGroup("a", 0.7, 2), FakeGroup("b", 0.3, 1)
+    ctl, _ = make(a, b)
+    ctl.scale_step(0.0)
+    a.work(1.0)  # a wants 3, the cores hold 2 beside b's one; b is idle
+    ctl.scale_step(1.0)
+    assert a.pool.live == 2 and b.live_fn.vcpu == 0.3
+    assert a.live_fn.vcpu == pytest.approx(0.85)  # 0.3 free, split over a's two
+    a.work(1.0)
+    b.work(1.0)  # b wants 2 now, and 0.3 is free at the planned sizes: it starts one
+    ctl.scale_step(2.0)
+    assert b.pool.live == 2
+    assert a.live_fn.vcpu == pytest.approx(0.7)  # nothing free: back at once, no delay
+
+
+def test_no_surge_when_turned_off_or_when_the_pool_cannot_resize(make):
+    g = FakeGroup("g0", 0.7, 2)
+    ctl, _ = make(g)
+    ctl.opts = replace(ctl.opts, surge=False)
+    ctl.scale_step(0.0)
+    g.work(1.0)
+    ctl.scale_step(1.0)
+    assert g.live_fn.vcpu == 0.7
+    h = FakeGroup("h0", 0.7, 2)
+    h.pool.resizable = lambda: False  # a harvester owns the quotas, or a Ray actor
+    ctl2, _ = make(h)
+    ctl2.scale_step(0.0)
+    h.work(1.0)
+    ctl2.scale_step(1.0)
+    assert h.live_fn.vcpu == 0.7
