@@ -294,6 +294,7 @@ class PlanPoller(threading.Thread):
         self.stop = threading.Event()
         self.max_per_group: dict[str, int] = {}
         self.epochs: set[int] = set()
+        self.last_groups: list[dict[str, Any]] = []  # calibration and size, last poll
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
@@ -303,6 +304,9 @@ class PlanPoller(threading.Thread):
                 for g in doc["groups"]:
                     n = self.max_per_group.get(g["group"], 0)
                     self.max_per_group[g["group"]] = max(n, g["instances"])
+                keep = ("group", "vcpu_per_instance", "service_factor", "service_tail",
+                        "queue_stretch")  # fmt: skip
+                self.last_groups = [{k: g.get(k) for k in keep} for g in doc["groups"]]
 
 
 def load(info: dict, name: str, out: Path, env: dict[str, str], duration: float, scale: float,
@@ -340,6 +344,7 @@ def load(info: dict, name: str, out: Path, env: dict[str, str], duration: float,
                     "loadgen_process_cpu_s": round(loadgen_cpu, 2),
                     "foreign_cpu_frac": round(foreign, 3),
                     "max_instances_per_group": poller.max_per_group,
+                    "groups_at_end": poller.last_groups,
                     "epochs_seen": sorted(poller.epochs)}  # fmt: skip
     save(out, name, rep)
     return rep
