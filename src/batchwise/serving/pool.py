@@ -23,7 +23,7 @@ from typing import Any
 
 from batchwise.backends.base import InstanceSpec
 from batchwise.backends.local import LocalProcesses
-from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect
+from batchwise.resources.cpu_quota import CpuQuota
 from batchwise.serving import wire
 from batchwise.serving.instance import InstanceConfig
 
@@ -191,9 +191,10 @@ class GroupPool:
         return None if proc is None else proc.poll()
 
     def resizable(self) -> bool:
-        """Can the controller change its instances' vCPU from outside? Only through a
-        cgroup quota, and not while a harvester owns the quotas."""
-        return self.watcher is None and detect() in (CGROUP_V1, CGROUP_V2)
+        """Can the controller change its instances' vCPU from outside? Only through their
+        cgroup quotas (a duty cycle lives in the instance), not while a harvester owns them."""
+        return (self.watcher is None and bool(self.members)
+                and all(m.quota.path is not None for m in self.members.values()))
 
     def resize(self, vcpu: float) -> None:
         """Every live instance's quota (and each new one's) becomes ``vcpu`` at once."""
