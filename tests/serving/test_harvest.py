@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from live import run_load, sleep_gateway
 
-from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect, read_quota_us
+from batchwise.resources.cpu_quota import (
+    CGROUP_V1,
+    CGROUP_V2,
+    MIN_SHARES,
+    V1_ROOT,
+    CpuQuota,
+    detect,
+    read_quota_us,
+)
 from batchwise.serving.harvest import LOW_REQUEST_VCPU, Harvester
 from batchwise.serving.server import ServeOptions
 from utils import cli_exit
@@ -174,35 +182,28 @@ def test_a_live_gateway_steers_real_quotas_and_feeds_back_on_slos():
     assert not path.exists()  # removed at shutdown (nothing ran in it)
 
 
-def _spin_s(n: int = 3_000_000) -> float:
-    t = time.perf_counter()
-    x = 0
-    for i in range(n):
-        x += i
-    return time.perf_counter() - t
-
-
 @needs_cgroups
-def test_a_busy_harvest_group_yields_the_cores_to_everyone_else():
-    """Two busy loops in the harvest group; this process's own loop barely notices them."""
-    import subprocess
-    import sys
-
+def test_the_harvest_group_sits_at_the_top_in_the_idle_class():
+    """What lets a batch job yield every core to everyone else: its group at the top of
+    the hierarchy (an idle class orders only siblings) in the idle class (SCHED_IDLE),
+    else at the least weight. What it buys is timed in ``bench/cpu_priority.py``
+    (medians over repeats), not here: one core's speed on this VM varies by ±40 %
+    between 0.1 s samples, and a timed assertion failed once under the full suite."""
     low = CpuQuota.create("test-harvest-spin", 2.0, top_level=True)
-    low.set_low_priority()
-    base = min(_spin_s() for _ in range(5))
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        for p in spinners:
-            low.enter(p.pid)
-        time.sleep(0.5)  # the spinners' interpreters start up (at normal priority) first
-        loaded = min(_spin_s() for _ in range(5))
+        assert low.set_low_priority()
+        if low.mechanism == CGROUP_V1:  # directly under the controller's root
+            assert low.path.parent == V1_ROOT
+        idle = low.path / "cpu.idle"
+        if idle.is_file():
+            assert idle.read_text().strip() == "1"
+        elif low.mechanism == CGROUP_V1:
+            assert (low.path / "cpu.shares").read_text().strip() == str(MIN_SHARES)
+        else:
+            assert (low.path / "cpu.weight").read_text().strip() == "1"
+        assert read_quota_us(low.path) == 200_000
     finally:
-        for p in spinners:
-            p.kill()
-            p.wait()
         low.remove()
-    assert loaded < 1.3 * base, (base, loaded)  # as normal tasks: ~1.5x (3 loops, 2 cores)
 
 
 def test_batch_refuses_a_path_that_is_not_a_cgroup(tmp_path, capsys):
