@@ -14,7 +14,8 @@ Experiments, strictly one at a time (never two benchmarks at once on 2 cores):
 * ``overhead`` — Ray Serve no-op (``rayserve_noop.py``, closed-loop ramp) vs a
   zero-latency ``sleep`` model behind ``batchwise serve`` under an open-loop rate sweep;
 * ``overload`` — batchwise at 3× the plan's capacity on this machine;
-* ``predict``  — ``batchwise simulate PLAN --instances N`` against each live Poisson run.
+* ``predict``  — ``batchwise simulate PLAN --instances N`` against each load's live Poisson
+  runs (their medians), with the CFS quota model and without it (``--cpu-period-ms 0``).
 
 ``--repeats N`` runs every load, trace and system (and the overload) N times, interleaved
 in that order, and reports the median of each figure with every run's key figures in
@@ -139,7 +140,7 @@ REPEAT_FIGURES = ("slo_attainment", "admitted_fraction", "p99_s", "reject_p99_s"
 
 
 def repeat_name(name: str, repeat: int) -> str:
-    """Raw files of the first repeat keep the plain name (predictability reads those)."""
+    """Raw files of the first repeat keep the plain name; later ones end ``-rK``."""
     return name if repeat == 1 else f"{name}-r{repeat}"
 
 
@@ -521,6 +522,7 @@ def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
     ``batchwise serve`` starts on these cores, each at the vCPU a surge gives it: the
     cores shared out, at most its threads) and CPU-bound."""
     from batchwise.config.profiles import load_profiles
+    from batchwise.perf.cfs import instance_threads
     from batchwise.perf.functions import Function
     from batchwise.perf.latency import LatencyModel
     from batchwise.serving.server import instance_cores
@@ -533,7 +535,7 @@ def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
     for g in plan["groups"]:
         v, b = g["function"]["vcpu"], g["batch_size"]
         n = max(1, math.floor(cores / v + 1e-9))
-        surged = min(float(max(1, round(v))), max(v, cores / n))  # alone on the machine
+        surged = min(float(instance_threads(v)), max(v, cores / n))  # alone on the machine
         inst += n * b / float(latency.avg(Function("cpu", surged, g["function"]["memory_gb"]), b))
     cpu_s = sum(sum(g["rates"].values()) / total * g["function"]["vcpu"] * g["latency_avg"]
                 / g["batch_size"] for g in plan["groups"])  # fmt: skip
@@ -555,7 +557,8 @@ def overload(args, env: dict[str, str], plan_file: Path) -> dict[str, Any]:
 
 
 def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: float,
-             instances: int, out: Path, name: str) -> dict[str, Any]:  # fmt: skip
+             instances: int, out: Path, name: str,
+             extra: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """Finite-instance simulation of the served plan at the live run's rates (× scale)."""
     traces = []
     for app, r in rates.items():
@@ -571,6 +574,7 @@ def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: f
         "--duration",
         f"{duration:g}",
         *traces,
+        *extra,
         "--json",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
@@ -580,27 +584,38 @@ def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: f
     return doc["static"]
 
 
+SIMULATIONS = (("sim", None, ()), ("sim_long", 600.0, ()),
+               ("sim_no_quota", 600.0, ("--cpu-period-ms", "0")))  # fmt: skip
+"""Predictions compared with live: the run's length, 10 minutes, and 10 minutes charging
+every batch the profile's back-to-back time (no CFS quota model: what it adds)."""
+
+
 def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
+    """The simulator against the live Poisson runs of each load: cost per request and each
+    app's p99, live figures the median over the repeats (the plan is the same in each)."""
     res = []
     for row in rows:
         k = row["scale"]
-        live = json.loads((args.out / f"ours-poisson-{k:g}x.json").read_text())
+        lives = [json.loads((args.out / f"{repeat_name(f'ours-poisson-{k:g}x', i)}.json")
+                            .read_text()) for i in range(1, args.repeats + 1)]  # fmt: skip
         plan_file = args.out / f"ours-poisson-{k:g}x-plan.json"
         plan = json.loads(plan_file.read_text())
         rates = {a: r for g in plan["groups"] for a, r in g["rates"].items()}
-        n = max(live["bench"]["max_instances_per_group"].values(), default=1)
-        entry: dict[str, Any] = {
-            "scale": k,
-            "instances": n,
-            "live_cost_per_request": live["cost_per_request_measured"],
-            "live_p99_s": {a: v["p99_s"] for a, v in live["apps"].items()},
-        }
-        live_cost, live_p99 = entry["live_cost_per_request"], entry["live_p99_s"]
-        for tag, dur in (("sim", args.duration), ("sim_long", max(600.0, args.duration))):
-            st = simulate(plan_file, rates, k, dur, n, args.out, f"{tag}-{k:g}x")
+        n = max(max(lv["bench"]["max_instances_per_group"].values(), default=1) for lv in lives)
+        live_cost = statistics.median(lv["cost_per_request_measured"] for lv in lives)
+        live_p99 = {a: statistics.median(lv["apps"][a]["p99_s"] for lv in lives
+                                         if lv["apps"][a]["p99_s"] is not None)
+                    for a in lives[0]["apps"]
+                    if any(lv["apps"][a]["p99_s"] is not None for lv in lives)}  # fmt: skip
+        entry: dict[str, Any] = {"scale": k, "instances": n, "live_cost_per_request": live_cost,
+                                 "live_p99_s": live_p99, "live_runs": len(lives)}  # fmt: skip
+        for tag, dur, extra in SIMULATIONS:
+            dur = dur or args.duration
+            st = simulate(plan_file, rates, k, dur, n, args.out, f"{tag}-{k:g}x", extra)
             p99 = {a: v["p99_latency_s"] for a, v in st["apps"].items()}
             entry[tag] = {"duration_s": dur, "cost_per_request": st["cost_per_request"],
                           "p99_s": p99, "slo_violation_rate": st["slo_violation_rate"],
+                          "mean_throttle_s": [g["mean_throttle_s"] for g in st["groups"]],
                           "cost_error": ratio(st["cost_per_request"] - live_cost, live_cost),
                           "p99_error": {a: ratio(p99[a] - live_p99[a], live_p99[a])
                                         for a in p99 if live_p99.get(a)}}  # fmt: skip

@@ -85,3 +85,19 @@ def test_demo_json_runs_end_to_end_including_live_minilm_serving(tmp_path, batch
     for p in out["plots"]:
         assert Path(p).stat().st_size > 5_000
     assert json.loads((tmp_path / "report.json").read_text())["model"] == "VGG19"
+
+
+def test_finite_mode_runs_fractional_cpu_instances_under_a_cfs_quota():
+    """The table-1 plan's 1.55-vCPU group runs 2 threads: its long batches wait for the
+    quota (mean_throttle_s > 0) unless --cpu-period-ms 0 charges the profile's times."""
+    args = ("simulate", "examples/vgg19-table1.yaml", "--instances", "4", "--duration", "60",
+            "--json")  # fmt: skip
+    quota, plain = run(*args), run(*args, "--cpu-period-ms", "0")
+    assert quota.returncode == 0 and plain.returncode == 0, quota.stderr + plain.stderr
+    groups = {g["function"]: g for g in json.loads(quota.stdout)["static"]["groups"]}
+    plain_groups = {g["function"]: g for g in json.loads(plain.stdout)["static"]["groups"]}
+    cpu = next(f for f in groups if f.startswith("CPU"))
+    assert groups[cpu]["mean_throttle_s"] > 0.01
+    assert plain_groups[cpu]["mean_throttle_s"] == 0
+    gpu = next(f for f in groups if f.startswith("GPU"))
+    assert groups[gpu]["mean_throttle_s"] == 0  # a GPU function has no CPU quota here

@@ -316,6 +316,11 @@ def simulate_cmd(
         typer.Option(help="Finite mode: seconds each request spends outside batching (HTTP, "
                      "IPC), kept out of the timeouts as the gateway does [default: 0.015]."),
     ] = None,
+    cpu_period_ms: Annotated[
+        float | None,
+        typer.Option(help="Finite mode: CFS period of CPU instances' vCPU quotas (ms); 0: "
+                     "charge every batch the profile's back-to-back time [default: 100]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
@@ -323,7 +328,9 @@ def simulate_cmd(
     With --instances, each group has that many warm instances (batches queue when all
     are busy; up to --max-instances start after --cold-start) and batches as the live
     gateway does (timeouts fitted to the worst full batch, less --overhead, which every
-    request also pays); otherwise every batch runs at once on its own serverless instance.
+    request also pays); a CPU instance of fractional vCPU runs under a CFS quota, as
+    'serve' runs it (a batch after an idle spell runs at full speed until the period's
+    quota is spent). Otherwise every batch runs at once on its own serverless instance.
     """
     from batchwise.sim.runs import run_simulation
 
@@ -334,7 +341,7 @@ def simulate_cmd(
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
-    pool = _pool(instances, max_instances, cold_start, overhead)
+    pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms)
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -357,12 +364,14 @@ def simulate_cmd(
 
 
 def _pool(instances: int | None, max_instances: int | None, cold_start: float,
-          overhead: float | None = None) -> Any:  # fmt: skip
+          overhead: float | None = None, cpu_period_ms: float | None = None) -> Any:  # fmt: skip
+    from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
 
     if instances is None:
-        for name, v in (("--max-instances", max_instances), ("--overhead", overhead)):
+        for name, v in (("--max-instances", max_instances), ("--overhead", overhead),
+                        ("--cpu-period-ms", cpu_period_ms)):  # fmt: skip
             if v is not None:
                 raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
@@ -372,7 +381,12 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     in_range("--cold-start", cold_start, 0.0, 3600.0)
     overhead = DEFAULT_OVERHEAD_S if overhead is None else overhead
     in_range("--overhead", overhead, 0.0, 60.0)
-    return PoolSpec(instances, top, cold_start, overhead)
+    period_s: float | None = DEFAULT_PERIOD_S
+    if cpu_period_ms is not None:
+        if cpu_period_ms != 0:
+            in_range("--cpu-period-ms", cpu_period_ms, 1.0, 1000.0)
+        period_s = cpu_period_ms / 1e3 if cpu_period_ms else None
+    return PoolSpec(instances, top, cold_start, overhead, period_s)
 
 
 MAX_INSTANCES = 10_000

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import ConfigError
+from batchwise.perf.cost import batch_cost
 from batchwise.sim.instances import InstancePool, PoolSpec
 from batchwise.sim.serving import simulate
 
@@ -13,9 +17,9 @@ from .factories import PRICES, PROFILE, cpu_fn, fixed_trace, make_group, make_pl
 
 def test_batches_queue_for_the_instance_that_frees_first():
     pool = InstancePool(PoolSpec(warm=2, max=2))
-    assert pool.run(0.0, 1.0) == 1.0  # instance 0 until 1.0
-    assert pool.run(0.1, 1.0) == pytest.approx(1.1)  # instance 1 until 1.1
-    assert pool.run(0.2, 1.0) == pytest.approx(2.0)  # waits for instance 0
+    assert pool.run(0.0, 1.0) == (0.0, 1.0)  # instance 0 until 1.0
+    assert pool.run(0.1, 1.0) == pytest.approx((0.1, 1.1))  # instance 1 until 1.1
+    assert pool.run(0.2, 1.0) == pytest.approx((1.0, 2.0))  # waits for instance 0
     assert pool.queued_s == pytest.approx(0.8)
     assert pool.size == 2
 
@@ -23,12 +27,29 @@ def test_batches_queue_for_the_instance_that_frees_first():
 def test_a_cold_instance_starts_only_when_it_beats_the_queue():
     pool = InstancePool(PoolSpec(warm=1, max=3, cold_start_s=0.5))
     pool.run(0.0, 2.0)  # busy until 2.0
-    assert pool.run(0.1, 1.0) == pytest.approx(1.6)  # new instance ready at 0.6
+    assert pool.run(0.1, 1.0) == pytest.approx((0.6, 1.6))  # new instance ready at 0.6
     assert pool.size == 2
     pool2 = InstancePool(PoolSpec(warm=1, max=3, cold_start_s=5.0))
     pool2.run(0.0, 2.0)
-    assert pool2.run(0.1, 1.0) == pytest.approx(3.0)  # queueing (2.0) beats a 5 s cold start
+    assert pool2.run(0.1, 1.0) == pytest.approx((2.0, 3.0))  # queueing beats a 5 s cold start
     assert pool2.size == 1
+
+
+def test_fractional_cpu_instances_run_under_a_cfs_quota():
+    """0.5 vCPU: a batch of 40 ms of full-speed work after idling takes 40 ms; a second
+    one in the same period finds 10 ms of quota left and finishes in the next."""
+    pool = InstancePool(PoolSpec(warm=1, max=1), vcpu=0.5)
+    assert pool.throttled and pool.threads == 1
+    assert pool.run(0.0, 0.04) == pytest.approx((0.0, 0.04))
+    assert pool.run(0.0, 0.04) == pytest.approx((0.04, 0.13))
+    assert not InstancePool(PoolSpec(1, 1), vcpu=1.0).throttled  # a whole vCPU per thread
+    assert not InstancePool(PoolSpec(1, 1, cpu_period_s=None), vcpu=0.5).throttled
+    assert not InstancePool(PoolSpec(1, 1)).throttled  # not a CPU function
+
+
+def test_warm_instances_period_timers_are_staggered():
+    pool = InstancePool(PoolSpec(warm=2, max=2), vcpu=0.5)
+    assert [q.phase_s for q in pool.quotas] == pytest.approx([0.0, 0.05])
 
 
 @pytest.mark.parametrize(("warm", "top", "cold"), [(0, 1, 0.0), (2, 1, 0.0), (1, 1, -1.0)])
@@ -56,10 +77,12 @@ def test_enough_instances_match_serverless():
     plan = make_plan([group])
     trace = poisson_trace({"a": 3.0}, 200.0, seed=3)
     free = simulate(plan, trace, PROFILE, PRICES, seed=2)
-    many = simulate(plan, trace, PROFILE, PRICES, seed=2, pool=PoolSpec(50, 50, overhead_s=0.0))
+    # (Profile times: the CFS quota of 1.6 vCPU on 2 threads would throttle long batches.)
+    many = simulate(plan, trace, PROFILE, PRICES, seed=2,
+                    pool=PoolSpec(50, 50, overhead_s=0.0, cpu_period_s=None))  # fmt: skip
     assert many.apps["a"].p99_latency_s == pytest.approx(free.apps["a"].p99_latency_s)
     # As live, every request also pays the gateway's overhead (batch size 1: nothing waits).
-    live = simulate(plan, trace, PROFILE, PRICES, seed=2, pool=PoolSpec(50, 50))
+    live = simulate(plan, trace, PROFILE, PRICES, seed=2, pool=PoolSpec(50, 50, cpu_period_s=None))
     assert live.apps["a"].p99_latency_s == pytest.approx(free.apps["a"].p99_latency_s + 0.015)
 
 
@@ -78,3 +101,44 @@ def test_a_fixed_machine_batches_with_the_gateways_timeouts():
     assert 0 < live_t < 0.8  # the test means something: the SLO bound bites
     gap = fixed.apps["a"].max_latency_s - free.apps["a"].max_latency_s
     assert gap == pytest.approx(live_t + 0.1 - 0.9)
+
+
+def _fast_profile() -> ModelProfile:
+    """One batch size, deterministic: 40 ms at 1 vCPU, 50 ms at 0.8 (the quota's rate)."""
+    beta = 0.5
+    alpha = 0.01 / (math.exp(-0.8 / beta) - math.exp(-1.0 / beta))
+    gamma = 0.04 - alpha * math.exp(-1.0 / beta)
+    triple = [alpha, beta, gamma]
+    return ModelProfile(name="fast", cpu=CpuProfile(avg=[triple], max=[triple], memory_base_mb=100))
+
+
+def test_a_quota_lets_an_idle_instance_run_a_short_batch_at_full_speed():
+    """Requests a second apart on a 0.8-vCPU instance: each 40 ms batch finds the period's
+    80 ms quota unspent (as live), where the profile's back-to-back time is 50 ms."""
+    fast = _fast_profile()
+    fn = cpu_fn(1, 0.8)
+    plan = make_plan([make_group({"a": 1.0}, {"a": 1.0}, fn, 1, timeouts={"a": 0.0})])
+    trace = fixed_trace({"a": [i + 0.5 for i in range(20)]}, 21.0)
+    quota = simulate(plan, trace, fast, PRICES, pool=PoolSpec(1, 1, overhead_s=0.0))
+    profile_time = simulate(plan, trace, fast, PRICES,
+                            pool=PoolSpec(1, 1, overhead_s=0.0, cpu_period_s=None))  # fmt: skip
+    assert quota.apps["a"].max_latency_s == pytest.approx(0.04)
+    assert profile_time.apps["a"].max_latency_s == pytest.approx(0.05)
+    assert quota.cost_per_request == pytest.approx(batch_cost(fn, 0.04, PRICES))
+    assert profile_time.cost_per_request == pytest.approx(batch_cost(fn, 0.05, PRICES))
+    assert quota.groups[0].mean_throttle_s == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_quota_throttles_batches_back_to_back_to_its_rate():
+    """100 requests at once on one 0.8-vCPU instance: 100 × 40 ms of work at 80 ms per
+    100 ms ends at about 5 s, and every batch is billed its throttled time."""
+    fast = _fast_profile()
+    fn = cpu_fn(1, 0.8)
+    plan = make_plan([make_group({"a": 1.0}, {"a": 10.0}, fn, 1, timeouts={"a": 0.0})])
+    trace = fixed_trace({"a": [0.0] * 100}, 1.0)
+    res = simulate(plan, trace, fast, PRICES, pool=PoolSpec(1, 1, overhead_s=0.0))
+    assert res.apps["a"].max_latency_s == pytest.approx(100 * 0.04 / 0.8, abs=0.04)
+    g = res.groups[0]
+    assert g.mean_throttle_s == pytest.approx(0.01, rel=0.05)  # 50 ms per batch, 40 of work
+    per_batch = batch_cost(fn, 0.05, PRICES)
+    assert res.cost_per_request == pytest.approx(per_batch, rel=0.05)

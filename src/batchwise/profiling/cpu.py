@@ -28,6 +28,7 @@ import numpy as np
 from batchwise import aio
 from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import ConfigError
+from batchwise.perf.cfs import instance_threads
 from batchwise.perf.fit import MAX_QUANTILE, fit_exponential
 from batchwise.runtime.registry import construct
 from batchwise.runtime.samples import sample_records
@@ -144,7 +145,7 @@ async def measure_allotment(
     repeats: int, records: list[Any], tick: Callable[[], None],
 ) -> tuple[Cells, str, float]:  # fmt: skip
     """Latencies per batch size on one warm instance with ``vcpu``; its quota and RSS (MB)."""
-    threads = max(1, round(vcpu))
+    threads = instance_threads(vcpu)
     cfg = InstanceConfig(model, options, base, vcpu=vcpu, threads=threads,
                          warmup_batch=max(batch_sizes))  # fmt: skip
     loop = asyncio.get_running_loop()

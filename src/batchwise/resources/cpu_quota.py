@@ -21,8 +21,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-PERIOD_US = 100_000
-"""CFS period (µs): the kernel's default; quotas are vCPU × period."""
+from batchwise.perf.cfs import DEFAULT_PERIOD_S
+
+PERIOD_US = round(DEFAULT_PERIOD_S * 1e6)
+"""CFS period (µs): the kernel's default; quotas are vCPU × period (modelled in
+:mod:`batchwise.perf.cfs`, which the simulator runs)."""
 MIN_QUOTA_US = 1_000
 """The kernel refuses quotas under 1 ms."""
 MIN_SHARES = 2

@@ -26,6 +26,7 @@ from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
+from batchwise.perf.cfs import instance_threads
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import function_from_spec
 from batchwise.resources import cpu_quota
@@ -141,7 +142,7 @@ class GroupRuntime:
         self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
         self.batcher = GroupBatcher(self.policy, server.timer, self._dispatch)
-        threads = server.options.threads or max(1, round(self.fn.vcpu))
+        threads = server.options.threads or instance_threads(self.fn.vcpu)
         cfg = InstanceConfig(server.runner.model, dict(server.runner.options),
                              server.runner.base, vcpu=self.fn.vcpu, threads=threads,
                              warmup_batch=plan.batch_size)  # fmt: skip

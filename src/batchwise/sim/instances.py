@@ -8,6 +8,12 @@ are busy the pool may start another one, up to ``max``, which serves only after
 queueing delay included — and, as live, every request spends ``overhead_s`` outside
 batching (HTTP, IPC) and groups batch with the gateway's timeouts
 (:func:`batchwise.serving.deadlines.live_timeouts`).
+
+A CPU instance of fractional vCPU runs under a CFS quota, as ``batchwise serve``'s
+instances do (:mod:`batchwise.perf.cfs`): a batch after an idle spell runs at full
+speed until the period's quota is spent, batches back to back average the quota's
+rate. ``cpu_period_s=None`` charges every batch the profile's time at its vCPU
+instead (the profiler's back-to-back figure, always throttled).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batchwise.errors import ConfigError
+from batchwise.perf.cfs import DEFAULT_PERIOD_S, CfsBandwidth, instance_threads
 from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
 
 
@@ -26,6 +33,7 @@ class PoolSpec:
     max: int  # instances the pool may grow to while all are busy
     cold_start_s: float = 0.0  # delay before a new instance serves (s)
     overhead_s: float = DEFAULT_OVERHEAD_S  # per request, outside batching, as live (s)
+    cpu_period_s: float | None = DEFAULT_PERIOD_S  # CFS period of CPU instances; None: off
 
     def __post_init__(self) -> None:
         if not 1 <= self.warm <= self.max:
@@ -34,29 +42,56 @@ class PoolSpec:
             raise ConfigError(f"cold start must be in [0, 3600] s, got {self.cold_start_s}")
         if not 0 <= self.overhead_s <= 60:
             raise ConfigError(f"overhead must be in [0, 60] s, got {self.overhead_s}")
+        if self.cpu_period_s is not None and not 0.001 <= self.cpu_period_s <= 1.0:
+            ms = self.cpu_period_s * 1e3
+            raise ConfigError(f"CPU period must be in [1, 1000] ms, got {ms:g}")
 
 
 class InstancePool:
-    """When each instance is next free; assigns each batch a start time (mechanism)."""
+    """When each instance is next free; assigns each batch a start time (mechanism).
 
-    def __init__(self, spec: PoolSpec) -> None:
+    With ``vcpu`` (a CPU function) and the spec's CFS period, each instance carries its
+    quota (:class:`CfsBandwidth`, period boundaries staggered across instances, as each
+    cgroup's timer runs on its own) and a batch's work is its full-speed duration."""
+
+    def __init__(self, spec: PoolSpec, vcpu: float | None = None) -> None:
         self.spec = spec
-        self.free_at = [0.0] * spec.warm  # time each instance finishes its current work
+        self.free_at: list[float] = []  # time each instance finishes its current work
+        self.quotas: list[CfsBandwidth | None] = []
+        self.threads = instance_threads(vcpu) if vcpu is not None else 1
+        throttles = (vcpu is not None and spec.cpu_period_s is not None
+                     and vcpu < self.threads)  # fmt: skip
+        self._vcpu = vcpu if throttles else None
+        for i in range(spec.warm):
+            self._add(0.0, i / spec.warm * (spec.cpu_period_s or 0.0))
         self.queued_s = 0.0  # total time batches waited for an instance
+
+    @property
+    def throttled(self) -> bool:
+        """Whether batches run under a CFS quota (work is then at full speed)."""
+        return self._vcpu is not None
+
+    def _add(self, ready_at: float, phase_s: float) -> None:
+        self.free_at.append(ready_at)
+        period = self.spec.cpu_period_s
+        self.quotas.append(None if self._vcpu is None or period is None else
+                           CfsBandwidth(self._vcpu, self.threads, period, phase_s))  # fmt: skip
 
     @property
     def size(self) -> int:
         return len(self.free_at)
 
-    def run(self, now: float, service_s: float) -> float:
-        """Place a batch dispatched at ``now`` that runs ``service_s``; return its end time."""
+    def run(self, now: float, work_s: float) -> tuple[float, float]:
+        """Place a batch dispatched at ``now`` needing ``work_s``; return its (start, end)."""
         i = min(range(len(self.free_at)), key=self.free_at.__getitem__)
         start = max(now, self.free_at[i])
         if start > now and len(self.free_at) < self.spec.max:
             cold = now + self.spec.cold_start_s
             if cold < start:  # a new instance beats the queue
-                self.free_at.append(cold)
+                self._add(cold, cold)  # its period timer starts with it
                 i, start = len(self.free_at) - 1, cold
         self.queued_s += start - now
-        self.free_at[i] = start + service_s
-        return start + service_s
+        quota = self.quotas[i]
+        end = start + work_s if quota is None else quota.run(start, work_s)
+        self.free_at[i] = end
+        return start, end

@@ -20,7 +20,7 @@ written straight into per-request arrays instead of being scheduled.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -119,14 +119,21 @@ class GroupServer:
     ) -> None:
         self.group = group
         self.fn = function_from_spec(group.function)
-        self.pool = InstancePool(pool) if pool is not None else None  # None: serverless
+        cpu = self.fn.kind == "cpu"
+        self.pool = (InstancePool(pool, self.fn.vcpu if cpu else None)
+                     if pool is not None else None)  # fmt: skip  # None: serverless
         sizes = range(1, group.batch_size + 1)
-        self._avg = [latency.avg(self.fn, n) for n in sizes]  # L_avg of a batch of n, at n-1
-        self._max = [latency.max(self.fn, n) for n in sizes]
+        # Under a CFS quota a batch's work is its time at full speed (threads' vCPU);
+        # the quota then decides how long it takes (the profile at vcpu is back to back).
+        full = self.fn if self.pool is None or not self.pool.throttled else \
+            replace(self.fn, vcpu=float(self.pool.threads))
+        self._work_avg = [latency.avg(full, n) for n in sizes]  # batch of n at n-1
+        self._work_max = [latency.max(full, n) for n in sizes]
         self._overhead_s = 0.0 if pool is None else pool.overhead_s
         timeouts = dict(group.timeouts)
         if pool is not None:  # a fixed machine: batch as the gateway does
-            timeouts = live_timeouts(timeouts, group.slos, self._max[-1], self._overhead_s)
+            timeouts = live_timeouts(timeouts, group.slos, latency.max(self.fn, group.batch_size),
+                                     self._overhead_s)  # fmt: skip
         self.policy = MultiSloBatchPolicy(group.batch_size, timeouts)
         self._env = env
         self._prices = prices
@@ -136,6 +143,7 @@ class GroupServer:
         self.batches = 0
         self.requests = 0
         self.cost = 0.0
+        self.throttled_s = 0.0  # time batches waited for their CFS quota (finite mode)
 
     def submit(self, request_id: int, app: str) -> None:
         """A request of ``app`` arrives now."""
@@ -143,12 +151,19 @@ class GroupServer:
 
     def _serve(self, batch: Sequence[Pending]) -> None:
         n = len(batch)
-        service_s = draw_service_time(self._avg[n - 1], self._max[n - 1], self._rng)
+        work_s = draw_service_time(self._work_avg[n - 1], self._work_max[n - 1], self._rng)
+        now = self._env.now
+        service_s = work_s
+        if self.pool is None:
+            done = now + work_s
+        else:
+            start, done = self.pool.run(now, work_s)
+            if self.pool.throttled:  # billed busy time, throttled periods included (as live)
+                service_s = done - start
+                self.throttled_s += service_s - work_s
         self.cost += batch_cost(self.fn, service_s, self._prices)
         self.batches += 1
         self.requests += n
-        now = self._env.now
-        done = now + service_s if self.pool is None else self.pool.run(now, service_s)
         self._log.record_batch(batch, done + self._overhead_s)
 
     def stats(self) -> GroupStats:
@@ -166,6 +181,7 @@ class GroupServer:
             predicted_mean_batch_size=g.expected_batch_size,
             instances=self.pool.size if self.pool is not None else None,
             mean_queue_s=(self.pool.queued_s / self.batches if self.pool and self.batches else 0.0),
+            mean_throttle_s=self.throttled_s / self.batches if self.batches else 0.0,
         )
 
 
@@ -282,6 +298,7 @@ class GroupStats:
     predicted_mean_batch_size: float  # the plan's expected_batch_size
     instances: int | None = None  # pool size at the end (None: serverless, unbounded)
     mean_queue_s: float = 0.0  # mean wait of a batch for a free instance (s)
+    mean_throttle_s: float = 0.0  # mean time a batch waited for its CFS quota (s)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: _plain(v) for k, v in self.__dict__.items()}
