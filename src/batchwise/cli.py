@@ -321,6 +321,12 @@ def simulate_cmd(
         typer.Option(help="Finite mode: CFS period of CPU instances' vCPU quotas (ms); 0: "
                      "charge every batch the profile's back-to-back time [default: 100]."),
     ] = None,
+    admission: Annotated[
+        bool | None,
+        typer.Option("--admission/--no-admission",
+                     help="Finite mode: refuse requests the queue would make late, as 'serve' "
+                     "does [default: on]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
@@ -330,7 +336,9 @@ def simulate_cmd(
     gateway does (timeouts fitted to the worst full batch, less --overhead, which every
     request also pays); a CPU instance of fractional vCPU runs under a CFS quota, as
     'serve' runs it (a batch after an idle spell runs at full speed until the period's
-    quota is spent). Otherwise every batch runs at once on its own serverless instance.
+    quota is spent), and each group calibrates, re-times and admits with the gateway's
+    code (refused requests are reported apart). Otherwise every batch runs at once on its
+    own serverless instance.
     """
     from batchwise.sim.runs import run_simulation
 
@@ -341,7 +349,7 @@ def simulate_cmd(
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
-    pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms)
+    pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission)
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -364,14 +372,16 @@ def simulate_cmd(
 
 
 def _pool(instances: int | None, max_instances: int | None, cold_start: float,
-          overhead: float | None = None, cpu_period_ms: float | None = None) -> Any:  # fmt: skip
+          overhead: float | None = None, cpu_period_ms: float | None = None,
+          admission: bool | None = None) -> Any:  # fmt: skip
     from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
 
     if instances is None:
         for name, v in (("--max-instances", max_instances), ("--overhead", overhead),
-                        ("--cpu-period-ms", cpu_period_ms)):  # fmt: skip
+                        ("--cpu-period-ms", cpu_period_ms),
+                        ("--admission/--no-admission", admission)):  # fmt: skip
             if v is not None:
                 raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
@@ -386,7 +396,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
         if cpu_period_ms != 0:
             in_range("--cpu-period-ms", cpu_period_ms, 1.0, 1000.0)
         period_s = cpu_period_ms / 1e3 if cpu_period_ms else None
-    return PoolSpec(instances, top, cold_start, overhead, period_s)
+    return PoolSpec(instances, top, cold_start, overhead, period_s,
+                    admission=True if admission is None else admission)  # fmt: skip
 
 
 MAX_INSTANCES = 10_000

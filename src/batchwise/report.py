@@ -107,19 +107,24 @@ def print_table(table: Table, console: Console | None = None) -> None:
 
 def sim_tables(res: Any) -> list[Table]:
     """Per-app and per-group tables of a :class:`~batchwise.sim.serving.SimResult`."""
+    refused = getattr(res, "rejected", 0)
     apps = _table(
         f"Simulation of the {res.algorithm} plan: {res.requests} requests in "
         f"{res.duration_s:.0f} s, {res.cost_per_request:.4e} {res.currency}/request "
         f"(predicted {res.predicted_cost_per_request:.4e}), "
-        f"SLO violations {res.slo_violation_rate * 100:.2f}%",
-        ("app", "requests", "SLO (s)", "violations", "p50 (s)", "p99 (s)", "mean batch"),
+        + (f"{refused} refused by admission, " if refused else "")
+        + f"SLO violations {res.slo_violation_rate * 100:.2f}%"
+        + (" of admitted" if refused else ""),
+        ("app", "requests", "refused", "SLO (s)", "violations", "p50 (s)", "p99 (s)",
+         "mean batch"),
         ("app",),
-    )
+    )  # fmt: skip
     for name, st in res.apps.items():
         _add(
             apps,
             name,
             str(st.requests),
+            f"{(1 - st.admitted_fraction) * 100:.1f}%",
             f"{st.slo_s:.2f}",
             f"{st.slo_violation_rate * 100:.2f}%",
             f"{st.p50_latency_s:.3f}",

@@ -142,3 +142,38 @@ def test_a_quota_throttles_batches_back_to_back_to_its_rate():
     assert g.mean_throttle_s == pytest.approx(0.01, rel=0.05)  # 50 ms per batch, 40 of work
     per_batch = batch_cost(fn, 0.05, PRICES)
     assert res.cost_per_request == pytest.approx(per_batch, rel=0.05)
+
+
+def test_finite_mode_admits_as_the_gateway_does_under_overload():
+    """3x one instance's capacity: the gateway's admission (same code) refuses what the
+    queue would make late, so admitted requests keep their SLO; without it the queue
+    grows without bound and nearly every request is late."""
+    fn = cpu_fn(1, 1.0)  # ~0.46 s a batch of 1: ~2.2 req/s
+    plan = make_plan([make_group({"a": 2.0}, {"a": 2.0}, fn, 1)])
+    trace = poisson_trace({"a": 6.6}, 300.0, seed=4)
+    on = simulate(plan, trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1))
+    off = simulate(plan, trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1, admission=False))
+    a_on, a_off = on.apps["a"], off.apps["a"]
+    assert off.rejected == a_off.rejected == 0 and a_off.slo_violation_rate > 0.9
+    assert 0.25 < a_on.admitted_fraction < 0.45
+    assert on.rejected == a_on.rejected == on.groups[0].rejected > 0
+    assert a_on.slo_violation_rate < 0.02
+    assert a_on.p99_latency_s <= 2.0 + 0.015
+    # Cost is per admitted (served) request, as live measures it.
+    assert on.cost_per_request == pytest.approx(on.total_cost / (on.requests - on.rejected))
+    d = on.to_dict()
+    assert d["rejected"] == on.rejected and d["apps"]["a"]["admitted_fraction"] < 0.45
+
+
+def test_the_pools_snapshot_predicts_free_times_from_starts_not_drawn_ends():
+    pool = InstancePool(PoolSpec(warm=2, max=2, cpu_period_s=None))
+    pool.run(0.0, 1.0, items=4)  # instance 0: 0 - 1.0
+    pool.run(0.0, 2.0, items=2)  # instance 1: 0 - 2.0
+    pool.run(0.1, 1.0, items=3)  # queued on instance 0: 1.0 - 2.0
+    queued, free = pool.snapshot(0.5, avg=lambda b: 0.1 * b)
+    assert queued == [3]
+    assert free == pytest.approx([0.4, 0.2])  # start + avg (late ones: the replay clamps)
+    queued, free = pool.snapshot(1.5, avg=lambda b: 0.1 * b)
+    assert queued == [] and free == pytest.approx([1.3, 0.2])  # the queued one runs since 1.0
+    queued, free = pool.snapshot(2.5, avg=lambda b: 0.1 * b)
+    assert queued == [] and free == pytest.approx([2.5, 2.5])  # idle: free now

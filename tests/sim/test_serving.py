@@ -178,7 +178,9 @@ def test_to_dict_is_json_of_plain_values(long_run):
     assert set(d) == {
         "algorithm", "model", "currency", "seed", "duration_s", "requests", "total_cost",
         "cost_per_request", "predicted_cost_per_request", "slo_violation_rate", "apps", "groups",
+        "rejected", "admitted_fraction",
     }  # fmt: skip
+    assert d["rejected"] == 0 and d["admitted_fraction"] == 1.0  # serverless admits all
     assert d["requests"] == res.requests == sum(g["requests"] for g in d["groups"])
     assert d["total_cost"] == pytest.approx(sum(g["cost"] for g in d["groups"]))
     assert set(d["apps"]["g"]) >= {"requests", "slo_violation_rate", "p50_latency_s",

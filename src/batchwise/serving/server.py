@@ -28,12 +28,11 @@ from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
 from batchwise.perf.cfs import instance_threads
 from batchwise.perf.cost import batch_cost
-from batchwise.perf.functions import function_from_spec
 from batchwise.resources import cpu_quota
 from batchwise.serving import admission
-from batchwise.serving.batcher import GroupBatcher
-from batchwise.serving.batching import MultiSloBatchPolicy, Pending
-from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S, live_timeouts
+from batchwise.serving.batching import Pending
+from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
+from batchwise.serving.group_core import GroupCore
 from batchwise.serving.instance import InstanceConfig
 from batchwise.serving.loop_lag import LAG_HOPS, SHED_FRACTION, LoopLag
 from batchwise.serving.metrics import ServingMetrics
@@ -46,11 +45,6 @@ log = logging.getLogger("batchwise.serving")
 SAFETY_TIMEOUT_FACTOR = 20.0
 """An admitted request still unanswered after this many SLOs (+ a start-up allowance)
 is answered 504: something is broken, and a client must never wait forever."""
-ADMISSION_MARGIN_S = 0.005
-"""Slack kept for the HTTP layer (parsing, encoding) when admitting against an SLO."""
-WAIT_MIN_FRACTION = 0.1
-"""Waits predicted under this fraction of the request's SLO are not learned from: their
-ratios are noise (a 5 ms wait that took 20 ms says little about a 1 s queue)."""
 RAY_MAX_INSTANCES = 64
 """Instances per group on Ray unless ``--max-instances`` says otherwise."""
 TARGET_UTILISATION = 0.7
@@ -129,19 +123,18 @@ def instances_needed(group: GroupPlan, model: ServiceModel) -> int:
     return max(1, math.ceil(busy / TARGET_UTILISATION))
 
 
-class GroupRuntime:
-    """One group: its policy, batcher, instances, service model and apps' timeouts."""
+class GroupRuntime(GroupCore):
+    """One group: the shared decisions (:class:`GroupCore`: batcher, calibrated service
+    model, timeouts, admission) plus its instances, calls and billing."""
 
     def __init__(self, index: int, plan: GroupPlan, server: Server, epoch: int = 1) -> None:
-        self.index, self.plan, self.server = index, plan, server
+        self.index, self.server = index, server
+        super().__init__(plan, server.profile, server.options.overhead_s, server.timer,
+                         self._dispatch)  # fmt: skip
         self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)
-        self.fn = function_from_spec(plan.function)
         self.live_fn = self.fn  # what its instances run as now: the plan's, or a surge
-        self.model = ServiceModel(server.profile, self.fn, plan.batch_size)
-        self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
-        self.batcher = GroupBatcher(self.policy, server.timer, self._dispatch)
         threads = server.options.threads or instance_threads(self.fn.vcpu)
         cfg = InstanceConfig(server.runner.model, dict(server.runner.options),
                              server.runner.base, vcpu=self.fn.vcpu, threads=threads,
@@ -159,21 +152,6 @@ class GroupRuntime:
         self.batch_ids = itertools.count(1)
         self.busy_s = 0.0
         self.cost = 0.0
-        self.batches = 0
-        self.stretch = admission.WaitStretch()  # learned from this group's queued requests
-
-    def live_timeouts(self) -> dict[str, float]:
-        """The plan's timeouts fitted to today's calibrated worst full batch and the
-        gateway's overhead (:func:`batchwise.serving.deadlines.live_timeouts`)."""
-        return live_timeouts(self.plan.timeouts, self.plan.slos,
-                             self.model.worst(self.plan.batch_size),
-                             self.server.options.overhead_s)  # fmt: skip
-
-    def retime(self) -> None:
-        timeouts = self.live_timeouts()
-        if any(abs(timeouts[a] - t) > 0.001 for a, t in self.policy.timeouts_s.items()):
-            self.policy = MultiSloBatchPolicy(self.plan.batch_size, timeouts)
-            self.batcher.set_policy(self.policy)
 
     def resize(self, vcpu: float) -> None:
         """Run every instance at ``vcpu`` (a vertical surge, or back to the plan): quotas,
@@ -185,13 +163,8 @@ class GroupRuntime:
 
     # -- admission ----------------------------------------------------------------------
     def load(self, now: float) -> admission.GroupLoad:
-        pending = self.batcher.pending
-        earliest = min((self.policy.deadline(p) for p in pending), default=None)
-        return admission.GroupLoad(
-            now, self.plan.batch_size, len(pending), earliest,
-            tuple(len(b.items) for b in self.pool.queue),
-            tuple(self.pool.free_times(now, self.pool.cold_start_s)),
-        )  # fmt: skip
+        return self.snapshot(now, [len(b.items) for b in self.pool.queue],
+                             self.pool.free_times(now, self.pool.cold_start_s))  # fmt: skip
 
     def queue_depth(self) -> int:
         return len(self.batcher) + sum(len(b.items) for b in self.pool.queue)
@@ -224,14 +197,11 @@ class GroupRuntime:
                 _fail(it.call, exc)
             return
         outputs, busy = fut.result()
-        self.batches += 1
         self.busy_s += busy
         cost = batch_cost(self.live_fn, busy, self.server.prices)
         self.cost += cost
         self.server.metrics.cost.labels(self.name).inc(cost)
-        self.model.observe(len(batch.items), busy)
-        if self.batches % 8 == 0:
-            self.retime()
+        self.served(len(batch.items), busy)
         for it, out in zip(batch.items, outputs, strict=True):
             call = it.call
             if call.future.done():
@@ -399,12 +369,8 @@ class Server:
         deadline = now + slo - LAG_HOPS * self.lag.lag_s()  # what the loop's queue took
         wait = None
         if self.options.admission:
-            verdict = admission.decide(group.load(now), len(records), group.policy.timeouts_s
-                                       .get(app, 0.0), deadline - ADMISSION_MARGIN_S,
-                                       group.model.avg, group.model.worst,
-                                       group.stretch.value(now))  # fmt: skip
-            if verdict.queued and verdict.wait_s >= WAIT_MIN_FRACTION * slo:
-                wait = verdict.wait_s
+            verdict = group.admit(app, len(records), deadline, group.load(now))
+            wait = group.learnable_wait(verdict, slo)
             if not verdict.admit:
                 group.rejected += 1
                 self.metrics.rejected.labels(app, "deadline").inc()

@@ -18,6 +18,8 @@ instead (the profiler's back-to-back figure, always throttled).
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchwise.errors import ConfigError
@@ -34,6 +36,7 @@ class PoolSpec:
     cold_start_s: float = 0.0  # delay before a new instance serves (s)
     overhead_s: float = DEFAULT_OVERHEAD_S  # per request, outside batching, as live (s)
     cpu_period_s: float | None = DEFAULT_PERIOD_S  # CFS period of CPU instances; None: off
+    admission: bool = True  # deadline-aware admission, as ``batchwise serve`` runs it
 
     def __post_init__(self) -> None:
         if not 1 <= self.warm <= self.max:
@@ -57,7 +60,10 @@ class InstancePool:
     def __init__(self, spec: PoolSpec, vcpu: float | None = None) -> None:
         self.spec = spec
         self.free_at: list[float] = []  # time each instance finishes its current work
+        self.ready_at: list[float] = []  # when each instance serves its first batch
         self.quotas: list[CfsBandwidth | None] = []
+        self._runs: list[deque[tuple[float, float, int]]] = []  # per instance: (start, end,
+        # items) of the batches placed on it that have not ended, by start
         self.threads = instance_threads(vcpu) if vcpu is not None else 1
         throttles = (vcpu is not None and spec.cpu_period_s is not None
                      and vcpu < self.threads)  # fmt: skip
@@ -73,6 +79,8 @@ class InstancePool:
 
     def _add(self, ready_at: float, phase_s: float) -> None:
         self.free_at.append(ready_at)
+        self.ready_at.append(ready_at)
+        self._runs.append(deque())
         period = self.spec.cpu_period_s
         self.quotas.append(None if self._vcpu is None or period is None else
                            CfsBandwidth(self._vcpu, self.threads, period, phase_s))  # fmt: skip
@@ -81,8 +89,9 @@ class InstancePool:
     def size(self) -> int:
         return len(self.free_at)
 
-    def run(self, now: float, work_s: float) -> tuple[float, float]:
-        """Place a batch dispatched at ``now`` needing ``work_s``; return its (start, end)."""
+    def run(self, now: float, work_s: float, items: int = 1) -> tuple[float, float]:
+        """Place a batch of ``items`` dispatched at ``now`` needing ``work_s``; return its
+        (start, end)."""
         i = min(range(len(self.free_at)), key=self.free_at.__getitem__)
         start = max(now, self.free_at[i])
         if start > now and len(self.free_at) < self.spec.max:
@@ -94,4 +103,28 @@ class InstancePool:
         quota = self.quotas[i]
         end = start + work_s if quota is None else quota.run(start, work_s)
         self.free_at[i] = end
+        runs = self._runs[i]
+        while runs and runs[0][1] <= now:
+            runs.popleft()
+        runs.append((start, end, items))
         return start, end
+
+    def snapshot(self, now: float, avg: Callable[[int], float]) -> tuple[list[int], list[float]]:
+        """What the gateway's admission sees at ``now``: the sizes of batches waiting for an
+        instance (FIFO) and each instance's *predicted* free time (a running batch's start
+        plus ``avg`` of its size; a starting instance's ready time) — not the drawn ends,
+        which no live gateway knows."""
+        queued: list[tuple[float, int]] = []
+        free: list[float] = []
+        for i, runs in enumerate(self._runs):
+            while runs and runs[0][1] <= now:
+                runs.popleft()
+            f = max(now, self.ready_at[i])
+            for start, _end, items in runs:
+                if start <= now:
+                    f = start + avg(items)
+                else:
+                    queued.append((start, items))
+            free.append(f)
+        queued.sort()
+        return [b for _, b in queued], free

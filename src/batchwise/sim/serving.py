@@ -35,7 +35,7 @@ from batchwise.perf.latency import LatencyModel
 from batchwise.perf.service import draw_service_time
 from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy, Pending
-from batchwise.serving.deadlines import live_timeouts
+from batchwise.serving.group_core import GroupCore
 from batchwise.sim.core import Environment, SimTimer
 from batchwise.sim.instances import InstancePool, PoolSpec
 from batchwise.traces.base import ArrivalTrace
@@ -85,6 +85,10 @@ class ServeLog:
         self.done_s = np.full(n_requests, np.nan)  # completion time (s); NaN until served
         self.batch_of = np.full(n_requests, -1, dtype=np.int64)  # id of the serving batch
         self.batch_sizes: list[int] = []  # size of each batch, by batch id
+        self.rejected = np.zeros(n_requests, dtype=bool)  # refused by admission (finite mode)
+
+    def reject(self, request_id: int) -> None:
+        self.rejected[request_id] = True
 
     def record_batch(self, batch: Sequence[Pending], done_s: float) -> None:
         batch_id = len(self.batch_sizes)
@@ -95,7 +99,7 @@ class ServeLog:
 
     def check_complete(self) -> None:
         """Every request must have been served; a gap is a simulator bug, so fail loudly."""
-        missing = int(np.isnan(self.done_s).sum())
+        missing = int((np.isnan(self.done_s) & ~self.rejected).sum())
         if missing:
             raise RuntimeError(f"{missing} requests were never dispatched")
 
@@ -105,7 +109,13 @@ class ServeLog:
 
 class GroupServer:
     """One group: the shared :class:`GroupBatcher` on the simulation clock, whose sink
-    draws each batch's service time and bills it (the simulator's only own part)."""
+    draws each batch's service time and bills it (the simulator's only own part).
+
+    In finite mode the group makes the gateway's decisions with the gateway's code
+    (:class:`~batchwise.serving.group_core.GroupCore`): timeouts fitted to a service model
+    calibrated by the batches served, deadline-aware admission on the replay of its
+    queue (refused requests are not served and count apart) and the learned wait
+    stretch; serverless, it batches with the plan's timeouts and admits everything."""
 
     def __init__(
         self,
@@ -116,6 +126,7 @@ class GroupServer:
         rng: np.random.Generator,
         log: ServeLog,
         pool: PoolSpec | None = None,
+        profile: ModelProfile | None = None,
     ) -> None:
         self.group = group
         self.fn = function_from_spec(group.function)
@@ -130,23 +141,46 @@ class GroupServer:
         self._work_avg = [latency.avg(full, n) for n in sizes]  # batch of n at n-1
         self._work_max = [latency.max(full, n) for n in sizes]
         self._overhead_s = 0.0 if pool is None else pool.overhead_s
-        timeouts = dict(group.timeouts)
-        if pool is not None:  # a fixed machine: batch as the gateway does
-            timeouts = live_timeouts(timeouts, group.slos, latency.max(self.fn, group.batch_size),
-                                     self._overhead_s)  # fmt: skip
-        self.policy = MultiSloBatchPolicy(group.batch_size, timeouts)
+        self.core: GroupCore | None = None
+        if pool is not None:  # a fixed machine: decide as the gateway does
+            if profile is None:
+                raise ValueError("finite mode needs the model's profile (the service model)")
+            self.core = GroupCore(group, profile, self._overhead_s, SimTimer(env), self._serve)
+            self.batcher = self.core.batcher
+        else:
+            policy = MultiSloBatchPolicy(group.batch_size, dict(group.timeouts))
+            self.batcher = GroupBatcher(policy, SimTimer(env), self._serve)
+        self._admission = pool is not None and pool.admission
         self._env = env
         self._prices = prices
         self._rng = rng
         self._log = log
-        self.batcher = GroupBatcher(self.policy, SimTimer(env), self._serve)
+        self._waits: dict[int, float] = {}  # admitted queued request -> its predicted wait
         self.batches = 0
         self.requests = 0
+        self.rejected = 0
         self.cost = 0.0
         self.throttled_s = 0.0  # time batches waited for their CFS quota (finite mode)
 
+    @property
+    def policy(self) -> MultiSloBatchPolicy:
+        return self.batcher.policy
+
     def submit(self, request_id: int, app: str) -> None:
         """A request of ``app`` arrives now."""
+        core, pool = self.core, self.pool
+        if self._admission and core is not None and pool is not None:
+            now = self._env.now
+            queued, free = pool.snapshot(now, core.model.avg)
+            slo = self.group.slos[app]
+            verdict = core.admit(app, 1, now + slo, core.snapshot(now, queued, free))
+            if not verdict.admit:
+                self.rejected += 1
+                self._log.reject(request_id)
+                return
+            wait = core.learnable_wait(verdict, slo)
+            if wait is not None:
+                self._waits[request_id] = wait
         self.batcher.submit(request_id, app)
 
     def _serve(self, batch: Sequence[Pending]) -> None:
@@ -157,14 +191,26 @@ class GroupServer:
         if self.pool is None:
             done = now + work_s
         else:
-            start, done = self.pool.run(now, work_s)
+            start, done = self.pool.run(now, work_s, n)
             if self.pool.throttled:  # billed busy time, throttled periods included (as live)
                 service_s = done - start
                 self.throttled_s += service_s - work_s
+            if self.core is not None:  # the gateway learns when the batch comes back
+                waits = [(self._waits.pop(p.request_id), start - p.arrival_s) for p in batch
+                         if p.request_id in self._waits]  # fmt: skip
+                self._env.schedule(done, lambda: self._answered(n, service_s, waits))
         self.cost += batch_cost(self.fn, service_s, self._prices)
         self.batches += 1
         self.requests += n
         self._log.record_batch(batch, done + self._overhead_s)
+
+    def _answered(self, n: int, service_s: float, waits: list[tuple[float, float]]) -> None:
+        core = self.core
+        assert core is not None
+        core.served(n, service_s)
+        now = self._env.now
+        for predicted, actual in waits:
+            core.stretch.learn(now, predicted, max(0.0, actual))
 
     def stats(self) -> GroupStats:
         g = self.group
@@ -182,6 +228,7 @@ class GroupServer:
             instances=self.pool.size if self.pool is not None else None,
             mean_queue_s=(self.pool.queued_s / self.batches if self.pool and self.batches else 0.0),
             mean_throttle_s=self.throttled_s / self.batches if self.batches else 0.0,
+            rejected=self.rejected,
         )
 
 
@@ -201,11 +248,12 @@ class PlanRunner:
         seed: np.random.SeedSequence,
         log: ServeLog,
         pool: PoolSpec | None = None,
+        profile: ModelProfile | None = None,
     ) -> None:
         self.plan = plan
         server_seeds = seed.spawn(len(plan.groups))  # one stream per group: order-independent
         self.servers = [
-            GroupServer(env, g, latency, prices, np.random.default_rng(s), log, pool)
+            GroupServer(env, g, latency, prices, np.random.default_rng(s), log, pool, profile)
             for g, s in zip(plan.groups, server_seeds, strict=True)
         ]
 
@@ -271,12 +319,14 @@ class AppStats:
     requests: int
     slo_s: float
     slo_violations: int
-    slo_violation_rate: float
-    mean_latency_s: float
+    slo_violation_rate: float  # of admitted requests
+    mean_latency_s: float  # latencies: of admitted requests (NaN/null if none was)
     p50_latency_s: float
     p99_latency_s: float
     max_latency_s: float
     mean_batch_size: float  # mean size of the distinct batches that served this app
+    rejected: int = 0  # refused by admission (finite mode)
+    admitted_fraction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _plain(v) for k, v in self.__dict__.items()}
@@ -299,6 +349,7 @@ class GroupStats:
     instances: int | None = None  # pool size at the end (None: serverless, unbounded)
     mean_queue_s: float = 0.0  # mean wait of a batch for a free instance (s)
     mean_throttle_s: float = 0.0  # mean time a batch waited for its CFS quota (s)
+    rejected: int = 0  # requests refused by admission (finite mode)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: _plain(v) for k, v in self.__dict__.items()}
@@ -323,26 +374,31 @@ class SimResult:
     apps: dict[str, AppStats]  # apps with at least one request
     groups: list[GroupStats]  # in plan order
     latencies: dict[str, np.ndarray] = field(repr=False, compare=False)
+    rejected: int = 0  # requests refused by admission (finite mode); the rest were served
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no raw latencies).
 
-        Keys: algorithm, model, currency, seed, duration_s, requests, total_cost,
-        cost_per_request, predicted_cost_per_request, slo_violation_rate,
+        Keys: algorithm, model, currency, seed, duration_s, requests, rejected,
+        admitted_fraction, total_cost, cost_per_request (per admitted request),
+        predicted_cost_per_request, slo_violation_rate (of admitted requests),
         apps {name: {requests, slo_s, slo_violations, slo_violation_rate,
         mean_latency_s, p50_latency_s, p99_latency_s, max_latency_s,
-        mean_batch_size}}, groups [{apps, function, batch_size, batches, requests,
-        mean_batch_size, cost, cost_per_request, predicted_cost_per_request,
-        predicted_mean_batch_size, instances, mean_queue_s}]. Non-finite floats become null.
+        mean_batch_size, rejected, admitted_fraction}}, groups [{apps, function,
+        batch_size, batches, requests, mean_batch_size, cost, cost_per_request,
+        predicted_cost_per_request, predicted_mean_batch_size, instances, mean_queue_s,
+        mean_throttle_s, rejected}]. Non-finite floats become null.
         """
         head = {
             k: _plain(getattr(self, k))
             for k in (
-                "algorithm", "model", "currency", "seed", "duration_s", "requests",
+                "algorithm", "model", "currency", "seed", "duration_s", "requests", "rejected",
                 "total_cost", "cost_per_request", "predicted_cost_per_request",
                 "slo_violation_rate",
             )
         }  # fmt: skip
+        head["admitted_fraction"] = (self.requests - self.rejected) / self.requests \
+            if self.requests else 1.0
         head["apps"] = {a: s.to_dict() for a, s in self.apps.items()}
         head["groups"] = [g.to_dict() for g in self.groups]
         return head
@@ -389,7 +445,7 @@ def violations(
 def app_stats(
     arrivals: MergedArrivals, log: ServeLog, slos: dict[str, float]
 ) -> tuple[dict[str, AppStats], dict[str, np.ndarray]]:
-    """Per-app stats and raw latencies, for apps with at least one request."""
+    """Per-app stats and raw latencies (of admitted requests), for apps with a request."""
     lat = request_latencies(arrivals, log)
     bad = violations(arrivals, lat, slos)
     sizes = np.asarray(log.batch_sizes, dtype=float)
@@ -400,19 +456,23 @@ def app_stats(
         n = int(mask.sum())
         if n == 0:
             continue
-        x = lat[mask]
-        p50, p99 = np.percentile(x, [50, 99])
-        v = int(bad[mask].sum())
+        served = mask & ~log.rejected
+        k = int(served.sum())
+        x = lat[served]
+        p50, p99 = np.percentile(x, [50, 99]) if k else (np.nan, np.nan)
+        v = int(bad[served].sum())
         stats[app] = AppStats(
             requests=n,
             slo_s=float(slos.get(app, np.inf)),
             slo_violations=v,
-            slo_violation_rate=v / n,
-            mean_latency_s=float(x.mean()),
+            slo_violation_rate=v / k if k else 0.0,
+            mean_latency_s=float(x.mean()) if k else np.nan,
             p50_latency_s=float(p50),
             p99_latency_s=float(p99),
-            max_latency_s=float(x.max()),
-            mean_batch_size=float(sizes[np.unique(log.batch_of[mask])].mean()),
+            max_latency_s=float(x.max()) if k else np.nan,
+            mean_batch_size=float(sizes[np.unique(log.batch_of[served])].mean()) if k else np.nan,
+            rejected=n - k,
+            admitted_fraction=k / n,
         )
         raw[app] = x
     return stats, raw
@@ -445,7 +505,7 @@ def simulate(
     log = ServeLog(len(arrivals))
     route_seed, serve_seed = np.random.SeedSequence(seed).spawn(2)
     latency = LatencyModel(profile.cpu, profile.gpu)
-    runner = PlanRunner(env, plan, latency, prices, serve_seed, log, pool)
+    runner = PlanRunner(env, plan, latency, prices, serve_seed, log, pool, profile)
     group_of = runner.route(arrivals, 0, len(arrivals), np.random.default_rng(route_seed))
     app_of = [arrivals.apps[c] for c in arrivals.codes.tolist()]
     submit = runner.submit
@@ -456,6 +516,7 @@ def simulate(
     slos = plan_slos(plan)
     stats, raw = app_stats(arrivals, log, slos)
     n = len(arrivals)
+    admitted = n - int(log.rejected.sum())
     total_cost = runner.cost()
     n_bad = sum(s.slo_violations for s in stats.values())
     return SimResult(
@@ -466,10 +527,11 @@ def simulate(
         duration_s=arrivals.duration_s,
         requests=n,
         total_cost=total_cost,
-        cost_per_request=total_cost / n if n else 0.0,
+        cost_per_request=total_cost / admitted if admitted else 0.0,
         predicted_cost_per_request=predicted_cost_per_request(plan),
-        slo_violation_rate=n_bad / n if n else 0.0,
+        slo_violation_rate=n_bad / admitted if admitted else 0.0,
         apps=stats,
         groups=[s.stats() for s in runner.servers],
         latencies=raw,
+        rejected=n - admitted,
     )

@@ -1,0 +1,67 @@
+"""GroupCore: the decisions a group makes live and in the simulator, on a virtual clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchwise.serving.admission import Verdict
+from batchwise.serving.deadlines import live_timeouts
+from batchwise.serving.group_core import RETIME_EVERY, GroupCore
+from batchwise.sim.core import Environment, SimTimer
+from sim.factories import LATENCY, PROFILE, cpu_fn, make_group
+
+
+def core(slo: float = 3.0, timeout: float = 2.5) -> tuple[GroupCore, list, Environment]:
+    fn = cpu_fn(4, 2.0)  # VGG19, batch 4: L_max ~0.96 s
+    group = make_group({"a": 1.0}, {"a": slo}, fn, 4, timeouts={"a": timeout})
+    env, sent = Environment(), []
+    return GroupCore(group, PROFILE, 0.015, SimTimer(env), sent.append), sent, env
+
+
+def test_timeouts_start_fitted_to_the_profile_and_overhead():
+    c, _, _ = core()
+    fn = cpu_fn(4, 2.0)
+    want = live_timeouts({"a": 2.5}, {"a": 3.0}, LATENCY.max(fn, 4), 0.015)
+    assert c.policy.timeouts_s == pytest.approx(want)
+    assert c.policy.timeouts_s["a"] < 2.5  # the SLO bound bites: 3.0 - 0.96 - 0.015
+
+
+def test_faster_batches_calibrate_the_model_and_lengthen_the_timeouts():
+    c, _, _ = core()
+    before = c.policy.timeouts_s["a"]
+    fast = 0.5 * LATENCY.avg(cpu_fn(4, 2.0), 4)
+    for _ in range(RETIME_EVERY - 1):
+        c.served(4, fast)
+    assert c.policy.timeouts_s["a"] == before  # re-fitted only every RETIME_EVERY batches
+    c.served(4, fast)
+    assert c.model.factor == pytest.approx(0.5, rel=0.01)
+    assert c.policy.timeouts_s["a"] > before + 0.3
+    assert c.batcher.policy is c.policy  # the batcher runs the re-fitted policy
+
+
+def test_an_idle_group_admits_and_a_queue_past_the_deadline_refuses():
+    c, _, env = core()
+    now = env.now
+    idle = c.admit("a", 1, now + 3.0, c.snapshot(now, [], [now]))
+    assert idle.admit and not idle.queued
+    busy = c.snapshot(now, [4, 4, 4], [now + 2.0])  # 2 s to go, then three full batches
+    late = c.admit("a", 1, now + 3.0, busy)
+    assert not late.admit and late.retry_after_s >= 1
+
+
+def test_the_buffer_and_its_earliest_deadline_enter_the_snapshot():
+    c, sent, env = core()
+    c.batcher.submit(1, "a")
+    c.batcher.submit(2, "a")
+    snap = c.snapshot(env.now, [4], [5.0])
+    assert snap.buffered == 2 and snap.queued == (4,) and snap.free_at == (5.0,)
+    assert snap.earliest_deadline == pytest.approx(c.policy.timeouts_s["a"])
+    assert sent == []  # nothing dispatched before the timeout
+
+
+def test_only_waits_long_enough_to_say_something_are_learned():
+    queued = Verdict(True, 1.0, 0.0, queued=True, wait_s=0.5)
+    assert GroupCore.learnable_wait(queued, slo=1.0) == 0.5
+    assert GroupCore.learnable_wait(queued, slo=10.0) is None  # 5 % of its SLO
+    free = Verdict(True, 1.0, 0.0, queued=False, wait_s=0.0)
+    assert GroupCore.learnable_wait(free, slo=1.0) is None
