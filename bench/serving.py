@@ -607,8 +607,10 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
                                          if lv["apps"][a]["p99_s"] is not None)
                     for a in lives[0]["apps"]
                     if any(lv["apps"][a]["p99_s"] is not None for lv in lives)}  # fmt: skip
+        live_admitted = statistics.median(lv["admitted_fraction"] for lv in lives)
         entry: dict[str, Any] = {"scale": k, "instances": n, "live_cost_per_request": live_cost,
-                                 "live_p99_s": live_p99, "live_runs": len(lives)}  # fmt: skip
+                                 "live_p99_s": live_p99, "live_admitted_fraction": live_admitted,
+                                 "live_runs": len(lives)}  # fmt: skip
         for tag, dur, extra in SIMULATIONS:
             dur = dur or args.duration
             st = simulate(plan_file, rates, k, dur, n, args.out, f"{tag}-{k:g}x", extra)
@@ -616,6 +618,7 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
             entry[tag] = {"duration_s": dur, "cost_per_request": st["cost_per_request"],
                           "p99_s": p99, "slo_violation_rate": st["slo_violation_rate"],
                           "mean_throttle_s": [g["mean_throttle_s"] for g in st["groups"]],
+                          "admitted_fraction": st["admitted_fraction"],
                           "cost_error": ratio(st["cost_per_request"] - live_cost, live_cost),
                           "p99_error": {a: ratio(p99[a] - live_p99[a], live_p99[a])
                                         for a in p99 if live_p99.get(a)}}  # fmt: skip
