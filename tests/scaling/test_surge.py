@@ -40,3 +40,21 @@ def test_the_total_never_exceeds_the_cores():
     out = surge_vcpus(groups, 4.0)
     assert sum(g.instances * v for g, v in zip(groups, out, strict=True)) == pytest.approx(4.0)
     assert out[2] == 0.6 and out[3] == 0.25 and out[1] == pytest.approx(0.85)
+
+
+def test_a_vertical_claim_is_served_before_the_water_filling():
+    # b grows instead of starting a second 0.3 instance: it is owed that 0.3 first,
+    # so a (bound too) gets nothing of the 0.3 left free.
+    a, b = SurgeGroup(0.7, 2, 1, True), SurgeGroup(0.3, 1, 1, True, claim_vcpu=0.3)
+    assert surge_vcpus([a, b], 2.0) == [pytest.approx(0.7), pytest.approx(0.6)]
+    # with more free, what is left after the claim is shared as before
+    out = surge_vcpus([SurgeGroup(0.7, 2, 1, True), b], 3.0)
+    assert out[1] >= 0.6 and out[0] > 0.7
+    assert 2 * out[0] + out[1] == pytest.approx(3.0)
+
+
+def test_claims_beyond_the_free_vcpu_or_the_threads_are_cut():
+    a = SurgeGroup(0.5, 2, 1, True, claim_vcpu=5.0)  # at most one thread each
+    assert surge_vcpus([a], 4.0) == [pytest.approx(1.0)]
+    c, d = SurgeGroup(0.5, 1, 2, True, claim_vcpu=1.0), SurgeGroup(0.5, 1, 2, True, claim_vcpu=1.0)
+    assert surge_vcpus([c, d], 2.0) == [pytest.approx(1.0), pytest.approx(1.0)]  # halved

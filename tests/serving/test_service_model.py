@@ -53,3 +53,19 @@ def test_a_resized_group_keeps_its_calibration_and_knows_its_speedup():
 def test_a_model_flat_in_vcpus_gains_nothing_from_a_surge(model):
     model.resize(Function("cpu", 2.0, 1.0))
     assert model.speedup(4) == pytest.approx(1.0)
+
+
+def test_the_gain_of_growing_an_instance_is_the_profiles_speedup_at_that_size():
+    prof = ModelProfile(name="m", cpu={"avg": [[0.04 * b, 0.5, 0.001 * b] for b in range(1, 5)],
+                                       "max": [[0.05 * b, 0.5, 0.001 * b] for b in range(1, 5)],
+                                       "memory_base_mb": 10})  # fmt: skip
+    m = ServiceModel(prof, Function("cpu", 0.5, 1.0), 4)
+    assert m.gain(0.5, 4) == pytest.approx(1.0)
+    g = m.gain(1.0, 4)
+    m.resize(Function("cpu", 1.0, 1.0))
+    assert g == pytest.approx(m.speedup(4)) and g > 1.5  # the same figure, before growing
+    assert m.gain(1.0, 4) == pytest.approx(g)  # against the plan's size, whatever the current
+
+
+def test_a_model_flat_in_vcpus_gains_nothing_from_growing(model):
+    assert model.gain(2.0, 4) == pytest.approx(1.0)

@@ -43,6 +43,7 @@ class FakeGroup:
         self.pool = FakePool(live, threads)
         # a CPU-bound model: a surged instance is worth live / planned vCPU of the plan's
         self.model = SimpleNamespace(speedup=lambda b: self.live_fn.vcpu / self.fn.vcpu,
+                                     gain=lambda v, b: v / self.fn.vcpu,
                                      avg=lambda b: 0.01 * b)  # fmt: skip
 
     def queue_depth(self) -> int:
@@ -104,6 +105,7 @@ def test_the_end_of_the_pressure_waits_for_the_scale_down_delay(make):
 
 def test_room_another_group_takes_is_given_back_at_once(make):
     a, b = FakeGroup("a", 0.7, 2), FakeGroup("b", 0.3, 1)
+    b.model.gain = lambda v, b_: 1.0  # b flat in vCPUs: it grows by instances
     ctl, _ = make(a, b)
     ctl.scale_step(0.0)
     a.work(1.0)  # a wants 3, the cores hold 2 beside b's one; b is idle
@@ -112,9 +114,25 @@ def test_room_another_group_takes_is_given_back_at_once(make):
     assert a.live_fn.vcpu == pytest.approx(0.85)  # 0.3 free, split over a's two
     a.work(1.0)
     b.work(1.0)  # b wants 2 now, and 0.3 is free at the planned sizes: it starts one
-    ctl.scale_step(2.0)
+    ctl.scale_step(3.0)
     assert b.pool.live == 2
     assert a.live_fn.vcpu == pytest.approx(0.7)  # nothing free: back at once, no delay
+
+
+def test_room_another_group_claims_by_growing_is_given_back_at_once(make):
+    """The same, with b growing vertically instead of starting its second instance: it is
+    owed the 0.3 that instance would have held, ahead of a's surge."""
+    a, b = FakeGroup("a", 0.7, 2), FakeGroup("b", 0.3, 1)
+    ctl, _ = make(a, b)
+    ctl.scale_step(0.0)
+    a.work(1.0)
+    ctl.scale_step(1.0)
+    assert a.live_fn.vcpu == pytest.approx(0.85)
+    a.work(1.0)
+    b.work(1.0)
+    ctl.scale_step(3.0)
+    assert b.pool.live == 1 and b.live_fn.vcpu == pytest.approx(0.6)
+    assert a.live_fn.vcpu == pytest.approx(0.7)
 
 
 def test_no_surge_when_turned_off_or_when_the_pool_cannot_resize(make):
@@ -132,3 +150,39 @@ def test_no_surge_when_turned_off_or_when_the_pool_cannot_resize(make):
     h.work(1.0)
     ctl2.scale_step(1.0)
     assert h.live_fn.vcpu == 0.7
+
+
+def test_vertical_first_fewer_larger_instances_before_more_small_ones(make):
+    """0.5-vCPU one-thread instances on 2 cores, 5 of them wanted (more than the cores
+    hold): two grown to a core each, not four at the plan's size — the same CPU, batches
+    twice as fast, two processes fewer."""
+    g = FakeGroup("g0", 0.5, 1)
+    ctl, history = make(g)
+    ctl.scale_step(0.0)
+    g.work(1.0)
+    g.offered_items = 340  # 340 items/s x 0.01 s per item = 3.4 instances: 5 at 70 %
+    ctl.scale_step(3.0)  # past the 2 s cooldown
+    assert g.pool.live == 2  # not 4
+    assert g.live_fn.vcpu == pytest.approx(1.0)  # grown: owed what the other two would hold
+    scale = next(r for a, r in history if a == "scale")
+    assert "5 of the plan's size = 2 at up to 1 vCPU" in scale
+
+
+def test_vertical_growth_starts_only_what_the_work_needs(make):
+    g = FakeGroup("g0", 0.5, 1)
+    ctl, _ = make(g)
+    ctl.scale_step(0.0)
+    g.work(1.0)  # busy 100 %: 2 of the plan's size wanted = one instance at a whole core
+    ctl.scale_step(3.0)
+    assert g.pool.live == 1 and g.live_fn.vcpu == pytest.approx(1.0)
+
+
+def test_a_model_flat_in_vcpus_grows_horizontally(make):
+    g = FakeGroup("g0", 0.5, 1)
+    g.model.gain = lambda v, b: 1.0  # a sleep: more vCPU buys nothing
+    ctl, _ = make(g)
+    ctl.scale_step(0.0)
+    g.work(1.0)
+    g.offered_items = 340
+    ctl.scale_step(3.0)
+    assert g.pool.live == 4 and g.live_fn.vcpu == 0.5  # all the cores hold

@@ -262,8 +262,10 @@ class DutyCycle:
 
     A batch that took ``t`` seconds of wall time on ``threads`` busy threads used about
     ``t * threads`` CPU-seconds; resting ``t * (threads / vcpu - 1)`` afterwards brings the
-    average down to ``vcpu``. The cost is latency: the rest happens between batches,
-    so a single batch still runs at full speed (the cgroup throttles inside it).
+    average down to ``vcpu``. The instance rests before it answers, and reports the rest
+    as part of the batch's time (:meth:`batchwise.serving.instance.Instance.run`): a batch
+    takes what the profile at ``vcpu`` says, as back to back under a cgroup — though a
+    cgroup lets a short batch after an idle spell run at full speed, and this does not.
     """
 
     def __init__(self, vcpu: float, threads: int) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from batchwise.config.apps import AppSpec
@@ -108,6 +110,7 @@ class Controller:
     def scale_step(self, now: float) -> None:
         cores = instance_cores()
         bound: dict[str, bool] = {}
+        claims: dict[str, float] = {}
         for g in self.server.groups:
             busy0, rej0, off0 = self._seen.get(g.name, (g.busy_s, g.rejected, g.offered_items))
             self._seen[g.name] = (g.busy_s, g.rejected, g.offered_items)
@@ -119,6 +122,22 @@ class Controller:
                               g.queue_depth(), b, g.rejected - rej0, g.offered_items - off0,
                               g.model.avg(b) / b * k)  # fmt: skip
             want = want_instances(sig)
+            wanted = want.instances  # in instances of the plan's size
+            grow = self._vertical_gain(g, cores)
+            vertical = grow > 1.0 + 1e-9 and wanted > live
+            if vertical:
+                # Vertical first (Dilu): more than the plan's size is wanted, and each
+                # instance can grow to its threads: as many as do the work at that size,
+                # no more than fit the cores at it (beyond, more instances add no CPU,
+                # only slower batches).
+                top_v = self._top_vcpu(g, cores)
+                others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
+                             if o is not g)  # fmt: skip
+                fit = max(1, int((cores - others) // top_v + 1e-9))
+                n = min(math.ceil(wanted / grow - 1e-9), fit)
+                want = replace(want, instances=max(live, n),
+                               reason=f"{want.reason}; {wanted} of the plan's size = {n} "
+                               f"at up to {top_v:g} vCPU")  # fmt: skip
             state = self._guards.get(g.name, GuardState(live, now))
             rails = self._rails(g)
             value, state = guard(want.instances, state, now, rails)
@@ -131,6 +150,9 @@ class Controller:
                 if value > live:
                     value = max(live, min(value, room))
                     state = GuardState(value, state.last_change if value == live else now)
+                if vertical:  # owed the room the instances it did not start would have had
+                    horizontal = min(wanted, max(live, room), rails.hi)
+                    claims[g.name] = max(0, horizontal - value) * g.fn.vcpu
             self._guards[g.name] = state
             if value != live:
                 g.pool.scale_to(value)
@@ -138,20 +160,39 @@ class Controller:
                                     f"{want.reason}")  # fmt: skip
             # Bound: it wants more than the cores hold, or than it has warm while a new
             # one starts (the seconds of a step in load that the warm ones must carry).
-            ready = g.pool.ready_count()
-            bound[g.name] = want.instances > top or (want.instances > ready
-                                                     and ready < g.pool.live_count())
+            # Or, growing vertically, it wants more than its instances at the plan's size.
+            ready, now_live = g.pool.ready_count(), g.pool.live_count()
+            bound[g.name] = (want.instances > top
+                             or (grow > 1.0 and wanted > now_live)
+                             or (want.instances > ready and ready < now_live))  # fmt: skip
         if self.opts.surge and self.opts.backend == "local":
-            self.surge_step(now, cores, bound)
+            self.surge_step(now, cores, bound, claims)
 
     # -- vertical -----------------------------------------------------------------------
-    def surge_step(self, now: float, cores: float, bound: dict[str, bool]) -> None:
-        """Groups that want more instances than the cores allow run theirs on the vCPU
-        nothing else holds (:func:`~batchwise.scaling.surge.surge_vcpus`); back to the plan
-        once that has not been so for ``scale_down_delay_s`` (the instances' guardrail)."""
+    def _top_vcpu(self, g: GroupRuntime, cores: float) -> float:
+        return min(float(g.pool.cfg.threads), cores)
+
+    def _vertical_gain(self, g: GroupRuntime, cores: float) -> float:
+        """Plan-size instances one instance at its largest surge is worth (1: it cannot
+        grow — no surge here, a model flat in vCPUs, or already at its threads)."""
+        if not (self.opts.surge and self.opts.backend == "local" and g.pool.resizable()):
+            return 1.0
+        top = self._top_vcpu(g, cores)
+        if top <= g.fn.vcpu + 1e-9:
+            return 1.0
+        return max(1.0, g.model.gain(top, g.plan.batch_size))
+
+    def surge_step(self, now: float, cores: float, bound: dict[str, bool],
+                   claims: dict[str, float] | None = None) -> None:  # fmt: skip
+        """Groups that want more instances than the cores allow — or grow vertically
+        instead of starting instances (``claims``: the vCPU those would have held) — run
+        theirs on the vCPU nothing else holds (:func:`~batchwise.scaling.surge.surge_vcpus`);
+        back to the plan once that has not been so for ``scale_down_delay_s``."""
+        claims = claims or {}
         groups = [g for g in self.server.groups if g.pool.resizable()]
         specs = [SurgeGroup(g.fn.vcpu, g.pool.live_count(), g.pool.cfg.threads,
-                            bound.get(g.name, False)) for g in groups]  # fmt: skip
+                            bound.get(g.name, False), claims.get(g.name, 0.0))
+                 for g in groups]  # fmt: skip
         for g, v in zip(groups, surge_vcpus(specs, cores), strict=True):
             key = f"{g.name}/vcpu"
             state = self._guards.get(key, GuardState(_milli(g.live_fn.vcpu), now))

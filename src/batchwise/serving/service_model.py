@@ -13,6 +13,7 @@ exactly what a profile measured in isolation misses.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class ServiceModel:
     def __init__(self, profile: ModelProfile, fn: Function, max_batch: int) -> None:
         self._latency = LatencyModel(profile.cpu, profile.gpu)
         self._top = max(1, max_batch)
+        self._planned_fn = fn
         self.resize(fn)
         self._planned = self._avg  # the tables at the size the group was planned for
         self.factor = 1.0
@@ -56,6 +58,13 @@ class ServiceModel:
         ``b``, by the profile (1 unless surged; a model flat in vCPUs never gains)."""
         b = self._b(b)
         return self._planned[b] / self._avg[b] if self._avg[b] > 0 else 1.0
+
+    def gain(self, vcpu: float, b: int) -> float:
+        """How many instances of the planned size one at ``vcpu`` would be worth at batch
+        ``b``, by the profile (what growing an instance vertically buys)."""
+        b = self._b(b)
+        at = self._latency.avg(replace(self._planned_fn, vcpu=vcpu), b)
+        return self._planned[b] / at if at > 0 else 1.0
 
     def _b(self, b: int) -> int:
         return min(max(1, b), len(self._avg) - 1)
