@@ -4,7 +4,9 @@ Two time scales, as the issue of reactive autoscaling asks. Within seconds, each
 group's instances follow what they did (:func:`~batchwise.scaling.instances.want_instances`
 through the shared guardrails: up at once, down only after it has been wanted for
 ``scale_down_delay_s``, bounded by the cores), so a step in load is absorbed long
-before the next re-plan while admission protects the SLOs meanwhile. Every window,
+before the next re-plan while admission protects the SLOs meanwhile — vertically first
+where instances can grow (:mod:`batchwise.scaling.surge`: fewer, larger instances answer
+batches faster for the same CPU), then by instances. Every window,
 the apps' rates are estimated (:class:`~batchwise.scaling.rates.RateEstimator`,
 predictive by default) and the plan is made again; a different plan becomes a new
 epoch: its instances start, routing switches once each new group has a warm one,
