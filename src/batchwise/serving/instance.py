@@ -64,7 +64,7 @@ class Instance:
         self.cfg = cfg
         model = construct(cfg.model, cfg.options, cfg.base, "runner.model")
         self.model = model.load() if isinstance(model, Runner) else model
-        self.limiter = DutyCycle(cfg.vcpu, cfg.threads) if cfg.mechanism == DUTY_CYCLE else None
+        self.limiter = DutyCycle(cfg.vcpu) if cfg.mechanism == DUTY_CYCLE else None
 
     def schema(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         """The model's inputs and outputs (a plain callable: one BYTES tensor each way)."""
@@ -85,13 +85,13 @@ class Instance:
         cgroup's throttled periods are inside a batch's wall time. Reporting the compute
         alone made a duty-cycled 0.8-vCPU instance look 25 % faster than it answers, and a
         profile under the duty cycle flat in vCPUs."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = self.model(records)
         busy = time.perf_counter() - t0
         if len(out) != len(records):
             raise RuntimeError(f"model returned {len(out)} outputs for {len(records)} records")
         if self.limiter is not None:
-            time.sleep(self.limiter.rest_s(busy))
+            time.sleep(self.limiter.rest_s(busy, time.process_time() - c0))
             busy = time.perf_counter() - t0
         return list(out), busy
 
