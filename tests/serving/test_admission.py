@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
-from batchwise.serving.admission import GroupLoad, WaitStretch, decide, predict
+from batchwise.serving.admission import ArrivalRate, GroupLoad, WaitStretch, decide, predict
 
 
 def predict_finish(*args, **kw):
@@ -123,3 +124,37 @@ def test_the_stretch_decays_towards_one_without_new_evidence():
     assert math.isclose(s.value(10.0 + s.half_life_s), 1.5)
     s.learn(20.0, 0.0, 1.0)  # no predicted wait: nothing to learn (and no fresh evidence)
     assert math.isclose(s.value(20.0), 1.0 + 0.5 ** (10.0 / s.half_life_s))
+
+
+def test_an_urgent_request_is_replayed_ahead_of_less_urgent_buffered_ones():
+    """Batches are picked earliest deadline first: of 12 buffered items only the 2 at
+    least as urgent precede it, so it starts with the instance's first free slot."""
+    busy = load(buffered=12, earliest_deadline=100.0, free_at=(100.5,))
+    fifo = predict(busy, 1, 0.2, avg, worst)
+    edf = predict(replace(busy, ahead=2), 1, 0.2, avg, worst)
+    assert math.isclose(fifo.finish_s, 100.5 + 3 * avg(4) + worst(4))  # behind 3 batches
+    assert math.isclose(edf.finish_s, 100.5 + worst(4))  # in the first batch
+    assert math.isclose(edf.start_s, 100.5)
+
+
+def test_expected_jumpers_push_a_loose_request_back():
+    """Items of a tighter app arriving while it waits are picked before it: 200 items/s
+    for 0.5 s is 100 items, 25 batches of 4 more before it."""
+    busy = load(buffered=4, earliest_deadline=100.0, free_at=(100.5,))
+    alone = predict(busy, 1, 0.2, avg, worst)
+    pushed = predict(busy, 1, 0.2, avg, worst, jumpers=lambda t: 200.0 * max(0.0, t - 100.0))
+    assert pushed.finish_s > alone.finish_s + 20 * avg(4)
+    # an idle group: a few jumpers fit in the instance's free time; a flood fills it first
+    few = predict(load(), 1, 0.2, avg, worst, jumpers=lambda t: 5.0 * (t - 100.0))
+    assert not few.queued and math.isclose(few.finish_s, 100.0 + 0.2 + worst(4))
+    flood = predict(load(), 1, 0.2, avg, worst, jumpers=lambda t: 200.0 * (t - 100.0))
+    assert flood.queued and flood.finish_s > 100.0 + 0.2 + worst(4) + 5 * avg(4)
+
+
+def test_arrival_rate_decays_and_counts_items():
+    r = ArrivalRate(tau_s=2.0)
+    for i in range(200):
+        r.add("chat", i * 0.05)  # 20 per second for 10 s
+    assert 17.0 < r.rate("chat", 10.0) < 21.0
+    assert r.rate("chat", 20.0) < 0.2 * r.rate("chat", 10.0)
+    assert r.rate("other", 10.0) == 0.0 and r.apps() == ["chat"]

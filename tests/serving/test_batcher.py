@@ -75,7 +75,7 @@ def test_keeps_one_wakeup_at_the_earliest_deadline():
     timer.advance(0.29)
     assert log == [] and len(b) == 2
     timer.advance(0.31)
-    assert log == [(pytest.approx(0.3), (1, 2))]
+    assert log == [(pytest.approx(0.3), (2, 1))]  # most urgent first
     assert len(b) == 0 and timer.live() == []
 
 
@@ -126,3 +126,42 @@ def test_runs_on_the_asyncio_loop():
     log = asyncio.run(scenario())
     assert [ids for _, ids in log] == [(1, 2)]
     assert 0.05 <= log[0][0] < 0.14  # fired by the loop at the deadline, not later
+
+
+def test_a_closed_gate_holds_the_buffer_and_a_kick_sends_the_most_urgent():
+    """Late binding: no instance free, nothing leaves; when one frees, the tight
+    requests that arrived after the loose ones go first (earliest deadline first)."""
+    timer = FakeTimer()
+    free = {"n": 0}
+    log: list[tuple[float, tuple[int, ...]]] = []
+    b = GroupBatcher(POLICY, timer, lambda batch: (log.append(
+        (timer.now(), tuple(p.request_id for p in batch))), free.update(n=free["n"] - 1)),
+        gate=lambda: free["n"] > 0)  # fmt: skip
+    for i in range(4):
+        b.submit(i, "loose")  # deadlines 0.5
+    timer.advance(0.1)
+    b.submit(4, "tight")  # deadline 0.3
+    b.submit(5, "tight")
+    assert log == [] and len(b) == 6 and timer.live() == []  # held: no wake-up either
+    assert b.ahead_of(b.urgency("tight", 0.1)) == 2  # both tight ones; no loose one
+    assert b.ahead_of(b.urgency("loose", 0.1)) == 6
+    assert b.earliest_deadline() == pytest.approx(0.3)
+    timer.advance(1.0)
+    free["n"] = 1
+    b.kick()
+    assert log == [(1.0, (4, 5, 0))]  # one instance: one batch, the most urgent three
+    assert [p.request_id for p in b.pending] == [1, 2, 3]
+    free["n"] = 2
+    b.kick()
+    assert log[1:] == [(1.0, (1, 2, 3))] and len(b) == 0
+
+
+def test_an_open_gate_batches_as_without_one():
+    timer = FakeTimer()
+    log: list[tuple[float, tuple[int, ...]]] = []
+    b = GroupBatcher(POLICY, timer, lambda batch: log.append(
+        (timer.now(), tuple(p.request_id for p in batch))), gate=lambda: True)  # fmt: skip
+    b.submit(1, "loose")
+    assert timer.live() == [0.5]
+    timer.advance(0.6)
+    assert log == [(0.5, (1,))]

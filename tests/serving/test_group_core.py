@@ -65,3 +65,36 @@ def test_only_waits_long_enough_to_say_something_are_learned():
     assert GroupCore.learnable_wait(queued, slo=10.0) is None  # 5 % of its SLO
     free = Verdict(True, 1.0, 0.0, queued=False, wait_s=0.0)
     assert GroupCore.learnable_wait(free, slo=1.0) is None
+
+
+def test_a_tight_request_is_admitted_ahead_of_a_loose_queue_that_refuses_more_loose_ones():
+    """Earliest deadline first: with every instance busy and 16 loose items buffered, a
+    tight request still makes its SLO (it is picked first), a loose one would not."""
+    fn = cpu_fn(4, 2.0)  # VGG19, batch 4: ~0.6 s a full batch
+    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 4.0}, fn, 4)
+    env, sent = Environment(), []
+    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), sent.append, gate=lambda: False)
+    for i in range(16):
+        c.batcher.submit(i, "loose")
+    assert sent == []  # held: no instance can take a batch
+    busy = c.snapshot(env.now, [], [env.now + 1.0])
+    tight = c.admit("tight", 1, env.now + 2.5, busy)
+    loose = c.admit("loose", 1, env.now + 4.0, busy)
+    assert tight.admit and tight.finish_s <= env.now + 2.5 - 0.005
+    assert not loose.admit and loose.finish_s > env.now + 4.0
+
+
+def test_jumpers_are_expected_from_tighter_apps_arrival_rates():
+    fn = cpu_fn(4, 2.0)
+    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 4.0}, fn, 4)
+    env = Environment()
+    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), lambda b: None, gate=lambda: False)
+    busy = c.snapshot(env.now, [], [env.now + 0.5])
+    before = c.admit("loose", 1, env.now + 4.0, busy)
+    for _ in range(40):  # tight requests arriving fast (counted whether admitted or not)
+        c.arrivals.add("tight", env.now)
+    after = c.admit("loose", 1, env.now + 4.0, busy)
+    assert after.finish_s > before.finish_s + 1.0  # ~20 items/s x 1.5 s ahead of it
+    assert not after.admit and before.admit
+    tight = c.admit("tight", 1, env.now + 2.5, busy)  # loose arrivals never overtake it
+    assert tight.admit

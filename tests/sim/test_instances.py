@@ -27,12 +27,15 @@ def test_batches_queue_for_the_instance_that_frees_first():
 def test_a_cold_instance_starts_only_when_it_beats_the_queue():
     pool = InstancePool(PoolSpec(warm=1, max=3, cold_start_s=0.5))
     pool.run(0.0, 2.0)  # busy until 2.0
-    assert pool.run(0.1, 1.0) == pytest.approx((0.6, 1.6))  # new instance ready at 0.6
+    assert not pool.idle(0.1)
+    assert pool.grow(0.1) == pytest.approx(0.6)  # a new instance, ready at 0.6
+    assert pool.run(0.6, 1.0) == pytest.approx((0.6, 1.6))
     assert pool.size == 2
     pool2 = InstancePool(PoolSpec(warm=1, max=3, cold_start_s=5.0))
     pool2.run(0.0, 2.0)
-    assert pool2.run(0.1, 1.0) == pytest.approx((2.0, 3.0))  # queueing beats a 5 s cold start
-    assert pool2.size == 1
+    assert pool2.grow(0.1) is None  # queueing beats a 5 s cold start
+    assert pool2.size == 1 and pool2.idle(2.0)
+    assert InstancePool(PoolSpec(warm=1, max=1)).grow(0.0) is None  # at its max
 
 
 def test_fractional_cpu_instances_run_under_a_cfs_quota():
@@ -177,3 +180,19 @@ def test_the_pools_snapshot_predicts_free_times_from_starts_not_drawn_ends():
     assert queued == [] and free == pytest.approx([1.3, 0.2])  # the queued one runs since 1.0
     queued, free = pool.snapshot(2.5, avg=lambda b: 0.1 * b)
     assert queued == [] and free == pytest.approx([2.5, 2.5])  # idle: free now
+
+
+def test_under_overload_the_tight_app_is_served_first_and_the_loose_one_refused():
+    """Two apps share one instance at twice its capacity. Batches are picked earliest
+    deadline first, so the tight app's requests overtake the loose queue and most are
+    admitted (with one FIFO queue of batches, 0.5 %: the loose app's queue filled the
+    instance); the loose app absorbs the refusals (the jumpers it expects); admitted
+    requests of both keep their SLOs."""
+    fn = cpu_fn(1, 1.0)  # ~0.46 s a batch of 1: ~2.2 req/s
+    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 1.5, "loose": 6.0}, fn, 1)
+    trace = poisson_trace({"tight": 1.0, "loose": 3.0}, 600.0, seed=5)
+    res = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1))
+    tight, loose = res.apps["tight"], res.apps["loose"]
+    assert tight.admitted_fraction > 0.75 and loose.admitted_fraction < 0.6
+    assert tight.admitted_fraction > loose.admitted_fraction + 0.25
+    assert tight.slo_violation_rate < 0.02 and loose.slo_violation_rate < 0.02

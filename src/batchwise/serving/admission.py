@@ -6,11 +6,16 @@ keeps the admitted ones on time under any overload, where a count-based queue
 limit (Ray Serve's, Triton's) either sheds too late or too early.
 
 The prediction replays, on the group's current state, what the batcher and the pool
-will do: buffered items form batches in FIFO order (full ones leave now, the last one
-at its earliest timeout), queued batches and those batches go to the instance that
-frees first, and each takes the calibrated service time. The request's last item
-finishes at ``start + L_max(its batch)``, where a batch that has not left yet counts as
-full (arrivals keep joining it until it leaves). Pure: a snapshot in, a time out.
+will do. Batches are formed when an instance can take one, from the most urgent
+requests (:class:`~batchwise.serving.batcher.GroupBatcher`: earliest deadline first), so
+the new request is served after the buffered requests at least as urgent as it
+(``ahead``) and after those *yet to arrive* that will be (``jumpers``: a tighter-SLO app's
+requests arriving while it waits overtake it — a loose request admitted on the queue
+it sees now would be late). Those go to the instance that frees first in full batches,
+queued batches (retries) before them, and each takes the calibrated service time. The
+request's last item finishes at ``start + L_max(its batch)``, where a batch that has
+not left yet counts as full (arrivals keep joining it until it leaves). Pure: a
+snapshot in, a time out.
 
 What the replay cannot know (a slow batch ahead delays every one behind it; the
 gateway itself is busy) is a *queueing* error, and it grows with the queue: every batch
@@ -46,6 +51,7 @@ class GroupLoad:
     earliest_deadline: float | None  # when the batcher must dispatch what it holds
     queued: Sequence[int]  # sizes of dispatched batches waiting for an instance, FIFO
     free_at: Sequence[float]  # per instance (ready or starting): when it can take a batch
+    ahead: int | None = None  # buffered items picked before the new one (None: all, FIFO)
 
 
 @dataclass(frozen=True)
@@ -62,13 +68,36 @@ class Prediction:
     finish_s: float  # absolute; inf if no instance will come
     queued: bool  # the finish depends on an instance freeing rather than the dispatch
     wait_s: float  # unstretched wait for that instance, from now (0 if free already)
+    start_s: float = math.inf  # when its batch starts (absolute)
+
+
+Jumpers = Callable[[float], float]
+"""Expected items that will arrive from now until ``t`` and be picked before the new one."""
 
 
 def predict(
     load: GroupLoad, items: int, timeout_s: float, avg: ServiceTime, worst: ServiceTime,
-    queue_stretch: float = 1.0,
+    queue_stretch: float = 1.0, jumpers: Jumpers | None = None,
 ) -> Prediction:  # fmt: skip
     """When the last of ``items`` new items would be answered (see the module's docstring)."""
+    p = _replay(load, items, timeout_s, avg, worst, queue_stretch, 0)
+    if jumpers is None or not math.isfinite(p.start_s):
+        return p
+    # Who overtakes it arrives before its batch starts (even a request that would not
+    # queue now does, if they fill the instances first); more of them start it later,
+    # and later lets more in: two rounds settle it (the window is bounded by urgency).
+    extra = 0
+    for _ in range(2):
+        more = round(jumpers(p.start_s))
+        if more <= extra:
+            break
+        extra = more
+        p = _replay(load, items, timeout_s, avg, worst, queue_stretch, extra)
+    return p
+
+
+def _replay(load: GroupLoad, items: int, timeout_s: float, avg: ServiceTime,
+            worst: ServiceTime, queue_stretch: float, extra: int) -> Prediction:  # fmt: skip
     if not load.free_at:
         return Prediction(math.inf, True, math.inf)
     now, size = load.now, load.batch_size
@@ -77,18 +106,21 @@ def predict(
     for b in load.queued:
         t = heapq.heappop(free)
         heapq.heappush(free, t + avg(b))
-    total = load.buffered + items
+    ahead = (load.buffered if load.ahead is None else min(load.ahead, load.buffered)) + extra
+    buffered = load.buffered + extra  # everything in the batcher once ours is in
+    total = ahead + items
     full, last = divmod(total, size)
     if last == 0:
         full, last = full - 1, size
     for _ in range(full):
         t = heapq.heappop(free)
         heapq.heappush(free, t + avg(size))
+    batch = min(size, buffered + items - full * size)  # ours, with less urgent ones filling it
     dispatch = now + timeout_s
-    if load.earliest_deadline is not None and total - last < load.buffered:
-        # Items buffered before ours share our batch: it leaves at their deadline, if sooner.
+    if load.earliest_deadline is not None and batch > min(items, last):
+        # Buffered items share our batch: it leaves at their deadline, if sooner.
         dispatch = min(dispatch, max(now, load.earliest_deadline))
-    if last == size:
+    if batch == size:
         dispatch = now
     wait = heapq.heappop(free) - now
     free_t = now + wait * max(1.0, queue_stretch)
@@ -96,14 +128,15 @@ def predict(
     start = max(dispatch, free_t)
     # A batch that does not leave now keeps taking arrivals until it is full or times
     # out: it may run as a full batch, so that is what it is charged (as planned).
-    ran = last if dispatch <= now else size
-    return Prediction(start + worst(ran), queued, wait)
+    ran = batch if dispatch <= now else size
+    return Prediction(start + worst(ran), queued, wait, start)
 
 
 def decide(load: GroupLoad, items: int, timeout_s: float, deadline: float, avg: ServiceTime,
-           worst: ServiceTime, queue_stretch: float = 1.0) -> Verdict:  # fmt: skip
+           worst: ServiceTime, queue_stretch: float = 1.0, jumpers: Jumpers | None = None
+           ) -> Verdict:  # fmt: skip
     """Admit iff the predicted finish is no later than ``deadline`` or nothing queues."""
-    p = predict(load, items, timeout_s, avg, worst, queue_stretch)
+    p = predict(load, items, timeout_s, avg, worst, queue_stretch, jumpers)
     if p.finish_s <= deadline or not p.queued:
         # Not queued: an instance is free by the time the batch leaves, so the batcher's
         # timeout (fitted to the SLO) decides; refusing would not help anyone, and an idle
@@ -157,3 +190,31 @@ class WaitStretch:
             return self.cold
         decay = 0.5 ** (max(0.0, now - self._at) / self.half_life_s)
         return 1.0 + (self._value - 1.0) * decay
+
+
+@dataclass
+class ArrivalRate:
+    """Items per second offered by each app lately: a count decaying with ``tau_s``.
+
+    What the replay needs to expect its jumpers: a few seconds' memory, so that a step in
+    load shows within a second or two and one burst is forgotten as fast. Refused
+    requests count: they were offered, and the next ones like them will be too. Pure:
+    times come in as arguments."""
+
+    tau_s: float = 2.0
+    _count: dict[str, float] = field(default_factory=dict)
+    _at: dict[str, float] = field(default_factory=dict)
+
+    def add(self, app: str, now: float, items: int = 1) -> None:
+        self._count[app] = self._decayed(app, now) + items
+        self._at[app] = now
+
+    def rate(self, app: str, now: float) -> float:
+        return self._decayed(app, now) / self.tau_s
+
+    def apps(self) -> list[str]:
+        return list(self._count)
+
+    def _decayed(self, app: str, now: float) -> float:
+        c = self._count.get(app, 0.0)
+        return c * math.exp(-max(0.0, now - self._at.get(app, now)) / self.tau_s) if c else 0.0

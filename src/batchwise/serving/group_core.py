@@ -13,12 +13,13 @@ the simulator's :class:`~batchwise.sim.serving.GroupServer` adds drawn service t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from batchwise.config.plan import GroupPlan
 from batchwise.config.profiles import ModelProfile
 from batchwise.perf.functions import function_from_spec
 from batchwise.serving import admission
-from batchwise.serving.batcher import DispatchSink, GroupBatcher
+from batchwise.serving.batcher import DispatchSink, Gate, GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy
 from batchwise.serving.deadlines import live_timeouts
 from batchwise.serving.service_model import ServiceModel
@@ -36,15 +37,20 @@ RETIME_EVERY = 8
 class GroupCore:
     """A group's batcher, calibrated service model, timeouts and admission (no I/O)."""
 
-    def __init__(self, plan: GroupPlan, profile: ModelProfile, overhead_s: float,
-                 timer: Timer, dispatch: DispatchSink) -> None:  # fmt: skip
+    def __init__(self, plan: GroupPlan, profile: ModelProfile, overhead_s: float, timer: Timer,
+                 dispatch: DispatchSink, gate: Gate | None = None) -> None:  # fmt: skip
         self.plan = plan
         self.fn = function_from_spec(plan.function)
         self.overhead_s = overhead_s
         self.model = ServiceModel(profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
-        self.batcher = GroupBatcher(self.policy, timer, dispatch)
-        self.stretch = admission.WaitStretch()  # learned from this group's queued requests
+        self.batcher = GroupBatcher(self.policy, timer, dispatch, gate)
+        # Per app: earliest deadline first makes the replay's error an app's own (a tight
+        # app's wait is the running batch and few ahead; a loose one's depends on who
+        # overtakes it), and one group-wide quantile, set by the loose app's spread,
+        # refused the tight app's requests (82 % admitted at a quarter of the capacity).
+        self.stretches: dict[str, admission.WaitStretch] = {}
+        self.arrivals = admission.ArrivalRate()  # offered items per app (for jumpers)
         self.batches = 0
 
     def live_timeouts(self) -> dict[str, float]:
@@ -71,18 +77,54 @@ class GroupCore:
              ) -> admission.GroupLoad:  # fmt: skip
         """The replay's snapshot: the batcher's buffer, plus the pool's queued batch sizes
         (FIFO) and each instance's predicted free time."""
-        pending = self.batcher.pending
-        earliest = min((self.policy.deadline(p) for p in pending), default=None)
-        return admission.GroupLoad(now, self.plan.batch_size, len(pending), earliest,
-                                   tuple(queued), tuple(free_at))  # fmt: skip
+        return admission.GroupLoad(now, self.plan.batch_size, len(self.batcher),
+                                   self.batcher.earliest_deadline(), tuple(queued),
+                                   tuple(free_at))  # fmt: skip
 
     def admit(self, app: str, items: int, deadline: float, load: admission.GroupLoad
               ) -> admission.Verdict:  # fmt: skip
         """Whether ``items`` of ``app`` arriving at ``load.now`` can be answered by
-        ``deadline`` (less the HTTP margin), by the replay with the learned stretch."""
+        ``deadline`` (less the HTTP margin), by the replay with the learned stretch:
+        after the buffered requests at least as urgent, and the ones expected to arrive
+        meanwhile that will be (batches are picked earliest deadline first)."""
+        now = load.now
+        self.arrivals.add(app, now, items)
+        urgency = self.batcher.urgency(app, now)
+        load = replace(load, ahead=self.batcher.ahead_of(urgency))
         return admission.decide(load, items, self.policy.timeouts_s.get(app, 0.0),
                                 deadline - ADMISSION_MARGIN_S, self.model.avg,
-                                self.model.worst, self.stretch.value(load.now))  # fmt: skip
+                                self.model.worst, self._stretch(app).value(now),
+                                self._jumpers(app, now, urgency))  # fmt: skip
+
+    def _jumpers(self, app: str, now: float, urgency: float) -> admission.Jumpers | None:
+        """Expected items of other apps arriving before ``t`` that overtake ``app``'s
+        request: one of app ``a`` arriving at ``s`` is as urgent as ``s + offset_a``."""
+        windows = []
+        for other in self.arrivals.apps():
+            if other == app:
+                continue  # the same app's later requests are less urgent
+            until = urgency - (self.batcher.urgency(other, now) - now)
+            rate = self.arrivals.rate(other, now)
+            if until > now and rate > 0:
+                windows.append((until, rate))
+        if not windows:
+            return None
+        return lambda t: sum(r * max(0.0, min(t, u) - now) for u, r in windows)
+
+    def _stretch(self, app: str) -> admission.WaitStretch:
+        st = self.stretches.get(app)
+        if st is None:
+            st = self.stretches[app] = admission.WaitStretch()
+        return st
+
+    def learn_wait(self, app: str, now: float, predicted_s: float, actual_s: float) -> None:
+        """An admitted queued request of ``app`` reached an instance after ``actual_s``
+        where the replay said ``predicted_s``."""
+        self._stretch(app).learn(now, predicted_s, max(0.0, actual_s))
+
+    def queue_stretch(self, now: float) -> float:
+        """The largest of the apps' learned stretches (1: none learned yet)."""
+        return max((st.value(now) for st in self.stretches.values()), default=1.0)
 
     @staticmethod
     def learnable_wait(verdict: admission.Verdict, slo: float) -> float | None:

@@ -1,8 +1,12 @@
 """A group's function instances: start them warm, route batches to a free one, survive deaths.
 
-Routing: a dispatched batch goes to an idle instance (each runs one batch at a time,
-so "idle" is "least loaded"); when all are busy it waits in the group's FIFO queue,
-which is what the simulator's finite-instance mode models. An instance that dies
+Routing: a batch goes to an idle instance (each runs one batch at a time, so "idle" is
+"least loaded"). Batches are formed late: the owner's batcher dispatches only while an
+instance can take a batch (``can_take``), and an instance that frees asks it for the next
+one (``on_free``), so requests wait in the batcher, where the most urgent go first,
+rather than in batches formed at arrival; the FIFO ``queue`` holds only batches handed
+back (retries) and what a shutdown flushes. The simulator's finite-instance mode does
+the same. An instance that dies
 mid-batch (its socket closes) hands its batch back to the owner (``on_lost``), which
 retries the requests that can still meet their SLO elsewhere and answers the rest;
 a replacement is started at once unless the pool is draining.
@@ -78,6 +82,8 @@ class GroupPool:
         self.members: dict[str, Member] = {}
         self.queue: deque[Batch] = deque()
         self._on_lost, self._free_estimate = on_lost, free_estimate
+        self.on_free: Callable[[], None] | None = None  # an instance is free: form a batch
+        self._pumping = False
         self.schema: tuple[Any, Any] | None = None  # (inputs, outputs) the first instance sent
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -209,16 +215,35 @@ class GroupPool:
         self.queue.append(batch)
         self.pump()
 
+    def can_take(self) -> bool:
+        """Whether a batch formed now would start at once (an idle ready instance, nothing
+        queued before it)."""
+        return not self.queue and any(self._idle(m) for m in self.members.values())
+
+    @staticmethod
+    def _idle(m: Member) -> bool:
+        return m.ready and not m.draining and m.batch is None
+
     def pump(self) -> None:
-        for m in self.members.values():
-            if not self.queue:
-                return
-            if m.ready and not m.draining and m.batch is None:
+        """Give every idle instance a batch: a queued one, else one the owner forms now."""
+        if self._pumping:  # on_free dispatched into submit(): the loop below sends it
+            return
+        self._pumping = True
+        try:
+            for m in list(self.members.values()):
+                if not self._idle(m):
+                    continue
+                if not self.queue and self.on_free is not None and not self.closing:
+                    self.on_free()
+                if not self.queue:
+                    return
                 batch = self.queue.popleft()
                 m.batch, batch.sent_at = batch, self.now()
                 if self.watcher is not None:
                     self.watcher.started(m.name)
                 self._track(self._run(m, batch))
+        finally:
+            self._pumping = False
 
     def free_times(self, now: float, warm_in_s: float) -> list[float]:
         """Per live instance, when it can take a new batch (starting ones: in ``warm_in_s``)."""

@@ -130,7 +130,7 @@ class GroupRuntime(GroupCore):
     def __init__(self, index: int, plan: GroupPlan, server: Server, epoch: int = 1) -> None:
         self.index, self.server = index, server
         super().__init__(plan, server.profile, server.options.overhead_s, server.timer,
-                         self._dispatch)  # fmt: skip
+                         self._dispatch, gate=lambda: self.pool.can_take())  # fmt: skip
         self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)
@@ -149,6 +149,7 @@ class GroupRuntime(GroupCore):
             self.pool = GroupPool(self.name, cfg, server.sock_dir, self._lost, self._free_at,
                                   server.timer.now)  # fmt: skip
             self.pool.watcher = server.harvester
+        self.pool.on_free = self.batcher.kick  # batches are formed when an instance frees
         self.batch_ids = itertools.count(1)
         self.busy_s = 0.0
         self.cost = 0.0
@@ -210,8 +211,8 @@ class GroupRuntime(GroupCore):
             call.remaining -= 1
             if call.remaining == 0:
                 if call.predicted_wait is not None:
-                    self.stretch.learn(self.server.timer.now(), call.predicted_wait,
-                                       max(0.0, batch.sent_at - call.arrival))  # fmt: skip
+                    self.learn_wait(call.app, self.server.timer.now(), call.predicted_wait,
+                                    batch.sent_at - call.arrival)  # fmt: skip
                 call.future.set_result(call.outputs)
 
     def _lost(self, batch: Batch) -> None:
@@ -409,7 +410,7 @@ class Server:
                  next(iter(g.pool.members.values())).quota.mechanism,
                  "service_factor": round(g.model.factor, 4),
                  "service_tail": round(g.model.tail, 4),
-                 "queue_stretch": round(g.stretch.value(self.timer.now()), 4)}
+                 "queue_stretch": round(g.queue_stretch(self.timer.now()), 4)}
                 for g in self.groups
             ],
             "history": self.history,

@@ -1,9 +1,10 @@
 """Finite instance pools for the serving simulation (a fixed machine, not serverless).
 
 Why: the serverless model starts every batch at once on its own instance, which no
-fixed machine does. With a pool, a group has ``warm`` instances; a batch runs on the
-instance that frees up first (batches queue FIFO when all are busy), and while all
-are busy the pool may start another one, up to ``max``, which serves only after
+fixed machine does. With a pool, a group has ``warm`` instances; a batch is formed when
+one is idle (as live, requests wait in the batcher while all are busy, and the most
+urgent go first: :class:`~batchwise.serving.batcher.GroupBatcher`), and while all are
+busy the pool may start another one, up to ``max``, which serves only after
 ``cold_start_s``. This lets a simulation predict a live run on a fixed machine,
 queueing delay included — and, as live, every request spends ``overhead_s`` outside
 batching (HTTP, IPC) and groups batch with the gateway's timeouts
@@ -89,16 +90,24 @@ class InstancePool:
     def size(self) -> int:
         return len(self.free_at)
 
+    def idle(self, now: float) -> bool:
+        """Whether an instance can start a batch at ``now``."""
+        return min(self.free_at) <= now
+
+    def grow(self, now: float) -> float | None:
+        """All busy and work is due: start an instance if one may be added and would be
+        ready before the first busy one frees; returns when it is ready (None: not)."""
+        cold = now + self.spec.cold_start_s
+        if len(self.free_at) >= self.spec.max or cold >= min(self.free_at):
+            return None
+        self._add(cold, cold)  # its period timer starts with it
+        return cold
+
     def run(self, now: float, work_s: float, items: int = 1) -> tuple[float, float]:
-        """Place a batch of ``items`` dispatched at ``now`` needing ``work_s``; return its
-        (start, end)."""
+        """Place a batch of ``items`` dispatched at ``now`` needing ``work_s`` on the
+        instance that frees first; return its (start, end)."""
         i = min(range(len(self.free_at)), key=self.free_at.__getitem__)
         start = max(now, self.free_at[i])
-        if start > now and len(self.free_at) < self.spec.max:
-            cold = now + self.spec.cold_start_s
-            if cold < start:  # a new instance beats the queue
-                self._add(cold, cold)  # its period timer starts with it
-                i, start = len(self.free_at) - 1, cold
         self.queued_s += start - now
         quota = self.quotas[i]
         end = start + work_s if quota is None else quota.run(start, work_s)
@@ -111,9 +120,9 @@ class InstancePool:
 
     def snapshot(self, now: float, avg: Callable[[int], float]) -> tuple[list[int], list[float]]:
         """What the gateway's admission sees at ``now``: the sizes of batches waiting for an
-        instance (FIFO) and each instance's *predicted* free time (a running batch's start
-        plus ``avg`` of its size; a starting instance's ready time) — not the drawn ends,
-        which no live gateway knows."""
+        instance (FIFO; none when batches are formed late) and each instance's *predicted*
+        free time (a running batch's start plus ``avg`` of its size; a starting instance's
+        ready time) — not the drawn ends, which no live gateway knows."""
         queued: list[tuple[float, int]] = []
         free: list[float] = []
         for i, runs in enumerate(self._runs):

@@ -145,7 +145,8 @@ class GroupServer:
         if pool is not None:  # a fixed machine: decide as the gateway does
             if profile is None:
                 raise ValueError("finite mode needs the model's profile (the service model)")
-            self.core = GroupCore(group, profile, self._overhead_s, SimTimer(env), self._serve)
+            self.core = GroupCore(group, profile, self._overhead_s, SimTimer(env), self._serve,
+                                  gate=self._gate)  # fmt: skip
             self.batcher = self.core.batcher
         else:
             policy = MultiSloBatchPolicy(group.batch_size, dict(group.timeouts))
@@ -161,6 +162,7 @@ class GroupServer:
         self.rejected = 0
         self.cost = 0.0
         self.throttled_s = 0.0  # time batches waited for their CFS quota (finite mode)
+        self._held_at: float | None = None  # since when due work waits for an instance
 
     @property
     def policy(self) -> MultiSloBatchPolicy:
@@ -183,8 +185,28 @@ class GroupServer:
                 self._waits[request_id] = wait
         self.batcher.submit(request_id, app)
 
+    def _gate(self) -> bool:
+        """As live (:meth:`batchwise.serving.pool.GroupPool.can_take`): a batch is formed
+        only when an instance is idle; the end of a batch, or a started instance becoming
+        ready, kicks the batcher."""
+        pool, now = self.pool, self._env.now
+        assert pool is not None
+        if pool.idle(now):
+            return True
+        due = self.batcher.earliest_deadline()
+        if len(self.batcher) >= self.group.batch_size or (due is not None and due <= now):
+            if self._held_at is None:
+                self._held_at = now
+            ready = pool.grow(now)
+            if ready is not None:
+                self._env.schedule(ready, self.batcher.kick)
+        return False
+
     def _serve(self, batch: Sequence[Pending]) -> None:
         n = len(batch)
+        if self._held_at is not None and self.pool is not None:
+            self.pool.queued_s += self._env.now - self._held_at
+            self._held_at = None
         work_s = draw_service_time(self._work_avg[n - 1], self._work_max[n - 1], self._rng)
         now = self._env.now
         service_s = work_s
@@ -196,21 +218,22 @@ class GroupServer:
                 service_s = done - start
                 self.throttled_s += service_s - work_s
             if self.core is not None:  # the gateway learns when the batch comes back
-                waits = [(self._waits.pop(p.request_id), start - p.arrival_s) for p in batch
-                         if p.request_id in self._waits]  # fmt: skip
+                waits = [(p.app, self._waits.pop(p.request_id), start - p.arrival_s)
+                         for p in batch if p.request_id in self._waits]  # fmt: skip
                 self._env.schedule(done, lambda: self._answered(n, service_s, waits))
+                self._env.schedule(done, self.batcher.kick)  # the instance is free again
         self.cost += batch_cost(self.fn, service_s, self._prices)
         self.batches += 1
         self.requests += n
         self._log.record_batch(batch, done + self._overhead_s)
 
-    def _answered(self, n: int, service_s: float, waits: list[tuple[float, float]]) -> None:
+    def _answered(self, n: int, service_s: float, waits: list[tuple[str, float, float]]) -> None:
         core = self.core
         assert core is not None
         core.served(n, service_s)
         now = self._env.now
-        for predicted, actual in waits:
-            core.stretch.learn(now, predicted, max(0.0, actual))
+        for app, predicted, actual in waits:
+            core.learn_wait(app, now, predicted, actual)
 
     def stats(self) -> GroupStats:
         g = self.group
