@@ -15,7 +15,9 @@ Experiments, strictly one at a time (never two benchmarks at once on 2 cores):
   zero-latency ``sleep`` model behind ``batchwise serve`` under an open-loop rate sweep;
 * ``overload`` — batchwise at 3× the plan's capacity on this machine;
 * ``predict``  — ``batchwise simulate PLAN --instances N`` against each load's live Poisson
-  runs (their medians), with the CFS quota model and without it (``--cpu-period-ms 0``).
+  runs (their medians), with the CFS quota model and without it (``--cpu-period-ms 0``),
+  and ``simulate PLAN --autoscale`` (the live controller on the simulation clock);
+  ``--only predict`` alone re-simulates the live runs already in ``--out``.
 
 ``--repeats N`` runs every load, trace and system (and the overload) N times, interleaved
 in that order, and reports the median of each figure with every run's key figures in
@@ -557,9 +559,10 @@ def overload(args, env: dict[str, str], plan_file: Path) -> dict[str, Any]:
 
 
 def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: float,
-             instances: int, out: Path, name: str,
+             instances: int | None, out: Path, name: str,
              extra: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
-    """Finite-instance simulation of the served plan at the live run's rates (× scale)."""
+    """Finite-instance simulation of the served plan at the live run's rates (× scale);
+    ``instances`` None: sized by the live controller (``--autoscale``)."""
     traces = []
     for app, r in rates.items():
         f = out / f"{name}-{app}.rps"
@@ -569,8 +572,7 @@ def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: f
         *BW,
         "simulate",
         str(plan_file),
-        "--instances",
-        str(instances),
+        *(["--instances", str(instances)] if instances is not None else []),
         "--duration",
         f"{duration:g}",
         *traces,
@@ -584,10 +586,18 @@ def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: f
     return doc["static"]
 
 
-SIMULATIONS = (("sim", None, ()), ("sim_long", 600.0, ()),
-               ("sim_no_quota", 600.0, ("--cpu-period-ms", "0")))  # fmt: skip
-"""Predictions compared with live: the run's length, 10 minutes, and 10 minutes charging
-every batch the profile's back-to-back time (no CFS quota model: what it adds)."""
+COLD_START_S = "4"
+"""A MiniLM instance's start to warm here (model load and warm-up batch at low priority
+while the others serve: 3-5 s in the gateway's logs), for the autoscaled simulation."""
+SIMULATIONS = (("sim", None, (), True), ("sim_long", 600.0, (), True),
+               ("sim_no_quota", 600.0, ("--cpu-period-ms", "0"), True),
+               ("sim_auto", None, ("--autoscale", "--cold-start", COLD_START_S), False),
+               ("sim_auto_long", 600.0, ("--autoscale", "--cold-start", COLD_START_S), False))
+"""Predictions compared with live: the run's length, 10 minutes, 10 minutes charging
+every batch the profile's back-to-back time (no CFS quota model: what it adds), all with
+the live run's most instances per group at the plan's size; and the run's length and 10
+minutes sized by the live controller on the simulation clock (``--autoscale``: started
+as live, surged and scaled as live). The last field: a fixed pool."""
 
 
 def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
@@ -611,14 +621,17 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"scale": k, "instances": n, "live_cost_per_request": live_cost,
                                  "live_p99_s": live_p99, "live_admitted_fraction": live_admitted,
                                  "live_runs": len(lives)}  # fmt: skip
-        for tag, dur, extra in SIMULATIONS:
+        for tag, dur, extra, fixed in SIMULATIONS:
             dur = dur or args.duration
-            st = simulate(plan_file, rates, k, dur, n, args.out, f"{tag}-{k:g}x", extra)
+            st = simulate(plan_file, rates, k, dur, n if fixed else None, args.out,
+                          f"{tag}-{k:g}x", extra)  # fmt: skip
             p99 = {a: v["p99_latency_s"] for a, v in st["apps"].items()}
             entry[tag] = {"duration_s": dur, "cost_per_request": st["cost_per_request"],
                           "p99_s": p99, "slo_violation_rate": st["slo_violation_rate"],
                           "mean_throttle_s": [g["mean_throttle_s"] for g in st["groups"]],
                           "admitted_fraction": st["admitted_fraction"],
+                          "instances": [g["instances"] for g in st["groups"]],
+                          "peak_vcpu": [g["peak_vcpu"] for g in st["groups"]],
                           "cost_error": ratio(st["cost_per_request"] - live_cost, live_cost),
                           "p99_error": {a: ratio(p99[a] - live_p99[a], live_p99[a])
                                         for a in p99 if live_p99.get(a)}}  # fmt: skip
@@ -722,8 +735,9 @@ def main() -> None:
         s["overhead"] = overhead(args, peer, env)
     if "overload" in only:
         s["overload"] = overload(args, env, args.out / f"ours-poisson-{args.loads[0]:g}x-plan.json")
-    if "predict" in only and "loads" in only:
-        s["predict"] = predictability(args, s["loads"])
+    if "predict" in only:  # alone: on the live runs already in --out
+        rows = s["loads"] if "loads" in only else [{"scale": k} for k in args.loads]
+        s["predict"] = predictability(args, rows)
     if only >= {"loads", "overhead", "overload", "predict"}:
         s["goals"] = goals(s)
     s["wall_s"] = round(time.monotonic() - t0, 1)

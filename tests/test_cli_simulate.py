@@ -101,3 +101,14 @@ def test_finite_mode_runs_fractional_cpu_instances_under_a_cfs_quota():
     assert plain_groups[cpu]["mean_throttle_s"] == 0
     gpu = next(f for f in groups if f.startswith("GPU"))
     assert groups[gpu]["mean_throttle_s"] == 0  # a GPU function has no CPU quota here
+
+
+def test_autoscale_sizes_the_groups_as_serve_does():
+    """--autoscale alone is the finite mode, started and sized by the live controller."""
+    out = run("simulate", "examples/vgg19-table1.yaml", "--autoscale", "--cores", "8",
+              "--duration", "30", "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    groups = json.loads(out.stdout)["static"]["groups"]
+    cpu = [g for g in groups if g["function"].startswith("CPU")]
+    assert cpu and all(g["instances"] >= 1 and g["peak_vcpu"] is not None for g in cpu)
+    assert all("scale_events" in g for g in groups)

@@ -327,12 +327,26 @@ def simulate_cmd(
                      help="Finite mode: refuse requests the queue would make late, as 'serve' "
                      "does [default: on]."),
     ] = None,
+    autoscale: Annotated[
+        bool,
+        typer.Option("--autoscale",
+                     help="Finite mode, sized as 'serve' sizes it: groups start with the "
+                     "instances their planned load needs (or --instances) and the live "
+                     "controller grows them (vertically first) and starts or drains instances "
+                     "every second, within --cores."),
+    ] = False,
+    cores: Annotated[
+        float | None,
+        typer.Option(help="With --autoscale: vCPUs the instances fit in [default: this "
+                     "machine's cores]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
 
-    With --instances, each group has that many warm instances (batches queue when all
-    are busy; up to --max-instances start after --cold-start) and batches as the live
+    With --instances, each group has that many warm instances (requests wait in the
+    batcher while all are busy; up to --max-instances start after --cold-start; with
+    --autoscale, the live controller sizes the groups instead) and batches as the live
     gateway does (timeouts fitted to the worst full batch, less --overhead, which every
     request also pays); a CPU instance of fractional vCPU runs under a CFS quota, as
     'serve' runs it (a batch after an idle spell runs at full speed until the period's
@@ -349,7 +363,8 @@ def simulate_cmd(
         raise ConfigError(f"must be >= 0, got {seed}", field="--seed")
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
-    pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission)
+    pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission,
+                 autoscale, cores)  # fmt: skip
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -373,18 +388,29 @@ def simulate_cmd(
 
 def _pool(instances: int | None, max_instances: int | None, cold_start: float,
           overhead: float | None = None, cpu_period_ms: float | None = None,
-          admission: bool | None = None) -> Any:  # fmt: skip
+          admission: bool | None = None, autoscale: bool = False,
+          cores: float | None = None) -> Any:  # fmt: skip
     from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
 
-    if instances is None:
+    if cores is not None and not autoscale:
+        raise ConfigError("needs --autoscale (the controller fits instances in them)",
+                          field="--cores")  # fmt: skip
+    if autoscale and max_instances is not None:
+        raise ConfigError("the controller sizes groups under --autoscale (use --cores)",
+                          field="--max-instances")  # fmt: skip
+    if instances is None and not autoscale:
         for name, v in (("--max-instances", max_instances), ("--overhead", overhead),
                         ("--cpu-period-ms", cpu_period_ms),
                         ("--admission/--no-admission", admission)):  # fmt: skip
             if v is not None:
                 raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
+    if cores is not None:
+        in_range("--cores", cores, 0.1, 4096.0)
+    plan_start = instances is None
+    instances = 1 if instances is None else instances
     in_range("--instances", instances, 1, MAX_INSTANCES)
     top = instances if max_instances is None else max_instances
     in_range("--max-instances", top, instances, MAX_INSTANCES)
@@ -397,7 +423,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
             in_range("--cpu-period-ms", cpu_period_ms, 1.0, 1000.0)
         period_s = cpu_period_ms / 1e3 if cpu_period_ms else None
     return PoolSpec(instances, top, cold_start, overhead, period_s,
-                    admission=True if admission is None else admission)  # fmt: skip
+                    admission=True if admission is None else admission, autoscale=autoscale,
+                    cores=cores, plan_start=plan_start)  # fmt: skip
 
 
 MAX_INSTANCES = 10_000

@@ -42,6 +42,15 @@ def test_a_step_in_offered_work_is_answered_in_one_decision():
     assert want_instances(sig(busy_s=1.4, offered_items=100, item_s=0.005)).instances == 2
 
 
+def test_a_few_arrivals_of_a_slow_model_at_low_utilisation_are_noise():
+    """3 arrivals of a 0.9 s model in one second, instances 27 % busy: not 4 instances."""
+    w = want_instances(sig(instances=1, busy_s=0.27, offered_items=3, item_s=0.9, batch_size=1))
+    assert w.instances == 1
+    busy = want_instances(sig(instances=1, busy_s=0.9, offered_items=3, item_s=0.9,
+                              batch_size=1))  # fmt: skip
+    assert busy.instances == 4  # saturated: the offered work counts
+
+
 def test_last_ewma_and_max_estimators():
     est = {m: RateEstimator(m) for m in ("last", "ewma", "max")}
     for e in est.values():

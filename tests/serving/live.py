@@ -42,6 +42,21 @@ def sleep_gateway(apps: Sequence[tuple[str, float, float]], options: ServeOption
     return Gateway(server, token=token, **kwargs)
 
 
+def wait_all_warm(gateway: Gateway, timeout_s: float = 120.0) -> None:
+    """Until every group has the instances it started with warm (ready means one each).
+
+    For tests of steady-state SLOs: an instance still loading its model takes seconds of
+    CPU from the warm ones on this 2-core machine, which is a start-up transient, not what
+    such a test measures."""
+    import time
+
+    t_end = time.monotonic() + timeout_s
+    pools = [g.pool for g in gateway.server.groups]
+    while any(p.ready_count() < p.target for p in pools):
+        assert time.monotonic() < t_end, [(p.name, p.ready_count(), p.target) for p in pools]
+        time.sleep(0.05)
+
+
 def run_load(url: str, *args: str) -> dict:
     """``batchwise load URL ARGS --json`` in its own process (no GIL shared with the gateway)."""
     import json

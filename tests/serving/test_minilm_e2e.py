@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import tritonclient.http as tc
-from live import run_load
+from live import run_load, wait_all_warm
 
 from batchwise.runtime.runners import MiniLMEncoder
 from batchwise.serving.http_server import Gateway
@@ -53,12 +53,17 @@ def test_tritonclient_gets_the_encoders_embeddings(minilm_gateway):
 
 
 def test_poisson_load_at_the_planned_rates_meets_every_slo(minilm_gateway):
+    wait_all_warm(minilm_gateway)
     report = run_load(minilm_gateway.url, "--duration", "12", "--window", "2")
     history = [h["reason"] for h in minilm_gateway.server.history]
-    assert report["errors"] == 0 and report["rejected"] == 0, (report["timeline"], history)
+    server = minilm_gateway.server
+    groups = [(g.name, round(g.model.factor, 3), round(g.model.tail, 3),
+               round(g.queue_stretch(server.timer.now()), 3)) for g in server.groups]  # fmt: skip
+    why = (report["timeline"], report["by_code"], history, groups)
+    assert report["errors"] == 0 and report["rejected"] == 0, why
     # ~140 requests: one late one is 0.7 %, so the bound here is 98 % (two may be late on a
     # loaded 2-core machine); the 99 % goal is measured over 1189 requests in bench/ (§6b).
-    assert report["slo_attainment"] >= 0.98, report["timeline"]
+    assert report["slo_attainment"] >= 0.98, why
     assert report["cost_per_request_measured"] > 0
     ratio = report["cost_per_request_measured"] / report["cost_per_request_predicted"]
     # The prediction rests on a MiniLM profile measured minutes earlier on this machine:

@@ -52,9 +52,9 @@ class FakeGroup:
     def resize(self, vcpu: float) -> None:
         self.live_fn = replace(self.fn, vcpu=vcpu)
 
-    def work(self, busy_per_instance: float) -> None:
-        """Busy seconds in the last 1 s interval, at the size in force."""
-        self.busy_s += busy_per_instance * self.pool.live
+    def work(self, busy_per_instance: float, seconds: float = 1.0) -> None:
+        """Busy fraction of each instance over the next ``seconds``, at the size in force."""
+        self.busy_s += busy_per_instance * self.pool.live * seconds
 
 
 @pytest.fixture
@@ -112,8 +112,8 @@ def test_room_another_group_takes_is_given_back_at_once(make):
     ctl.scale_step(1.0)
     assert a.pool.live == 2 and b.live_fn.vcpu == 0.3
     assert a.live_fn.vcpu == pytest.approx(0.85)  # 0.3 free, split over a's two
-    a.work(1.0)
-    b.work(1.0)  # b wants 2 now, and 0.3 is free at the planned sizes: it starts one
+    a.work(1.0, 2.0)
+    b.work(1.0, 2.0)  # b wants 2 now, and 0.3 is free at the planned sizes: it starts one
     ctl.scale_step(3.0)
     assert b.pool.live == 2
     assert a.live_fn.vcpu == pytest.approx(0.7)  # nothing free: back at once, no delay
@@ -128,8 +128,8 @@ def test_room_another_group_claims_by_growing_is_given_back_at_once(make):
     a.work(1.0)
     ctl.scale_step(1.0)
     assert a.live_fn.vcpu == pytest.approx(0.85)
-    a.work(1.0)
-    b.work(1.0)
+    a.work(1.0, 2.0)
+    b.work(1.0, 2.0)
     ctl.scale_step(3.0)
     assert b.pool.live == 1 and b.live_fn.vcpu == pytest.approx(0.6)
     assert a.live_fn.vcpu == pytest.approx(0.7)
@@ -159,8 +159,8 @@ def test_vertical_first_fewer_larger_instances_before_more_small_ones(make):
     g = FakeGroup("g0", 0.5, 1)
     ctl, history = make(g)
     ctl.scale_step(0.0)
-    g.work(1.0)
-    g.offered_items = 340  # 340 items/s x 0.01 s per item = 3.4 instances: 5 at 70 %
+    g.work(1.0, 3.0)
+    g.offered_items = 1020  # 340 items/s x 0.01 s per item = 3.4 instances: 5 at 70 %
     ctl.scale_step(3.0)  # past the 2 s cooldown
     assert g.pool.live == 2  # not 4
     assert g.live_fn.vcpu == pytest.approx(1.0)  # grown: owed what the other two would hold
@@ -172,7 +172,7 @@ def test_vertical_growth_starts_only_what_the_work_needs(make):
     g = FakeGroup("g0", 0.5, 1)
     ctl, _ = make(g)
     ctl.scale_step(0.0)
-    g.work(1.0)  # busy 100 %: 2 of the plan's size wanted = one instance at a whole core
+    g.work(1.0, 3.0)  # busy 100 %: 2 of the plan's size wanted = one instance at a whole core
     ctl.scale_step(3.0)
     assert g.pool.live == 1 and g.live_fn.vcpu == pytest.approx(1.0)
 
@@ -182,7 +182,7 @@ def test_a_model_flat_in_vcpus_grows_horizontally(make):
     g.model.gain = lambda v, b: 1.0  # a sleep: more vCPU buys nothing
     ctl, _ = make(g)
     ctl.scale_step(0.0)
-    g.work(1.0)
-    g.offered_items = 340
+    g.work(1.0, 3.0)
+    g.offered_items = 1020  # 340 items/s
     ctl.scale_step(3.0)
     assert g.pool.live == 4 and g.live_fn.vcpu == 0.5  # all the cores hold

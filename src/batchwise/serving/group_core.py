@@ -41,6 +41,7 @@ class GroupCore:
                  dispatch: DispatchSink, gate: Gate | None = None) -> None:  # fmt: skip
         self.plan = plan
         self.fn = function_from_spec(plan.function)
+        self.live_fn = self.fn  # what its instances run as now: the plan's, or a surge
         self.overhead_s = overhead_s
         self.model = ServiceModel(profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
@@ -64,6 +65,13 @@ class GroupCore:
         if any(abs(timeouts[a] - t) > 0.001 for a, t in self.policy.timeouts_s.items()):
             self.policy = MultiSloBatchPolicy(self.plan.batch_size, timeouts)
             self.batcher.set_policy(self.policy)
+
+    def resize_model(self, vcpu: float) -> None:
+        """The instances now run at ``vcpu`` (a vertical surge, or back to the plan): the
+        service model (hence admission) and the timeouts follow; billing reads ``live_fn``."""
+        self.live_fn = replace(self.fn, vcpu=round(vcpu, 4))
+        self.model.resize(self.live_fn)
+        self.retime()
 
     def served(self, items: int, busy_s: float) -> None:
         """A batch of ``items`` took ``busy_s`` on an instance: calibrate (and re-time)."""

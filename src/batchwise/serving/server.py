@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from batchwise.config.plan import GroupPlan, Plan
@@ -29,6 +29,7 @@ from batchwise.errors import ConfigError
 from batchwise.perf.cfs import instance_threads
 from batchwise.perf.cost import batch_cost
 from batchwise.resources import cpu_quota
+from batchwise.scaling import instances as scaling_instances
 from batchwise.serving import admission
 from batchwise.serving.batching import Pending
 from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
@@ -47,8 +48,6 @@ SAFETY_TIMEOUT_FACTOR = 20.0
 is answered 504: something is broken, and a client must never wait forever."""
 RAY_MAX_INSTANCES = 64
 """Instances per group on Ray unless ``--max-instances`` says otherwise."""
-TARGET_UTILISATION = 0.7
-"""Instances per group are sized so that the planned load keeps them this busy."""
 
 
 class Rejected(Exception):
@@ -116,11 +115,9 @@ class Item:
 
 
 def instances_needed(group: GroupPlan, model: ServiceModel) -> int:
-    """Instances that keep the planned load at :data:`TARGET_UTILISATION` (at least 1)."""
-    rate = sum(group.rates.values())
-    b = max(1.0, group.expected_batch_size)
-    busy = rate / b * model.avg(round(b))
-    return max(1, math.ceil(busy / TARGET_UTILISATION))
+    """Instances that keep the planned load at the target utilisation (at least 1)."""
+    return scaling_instances.instances_needed(sum(group.rates.values()),
+                                              group.expected_batch_size, model.avg)  # fmt: skip
 
 
 class GroupRuntime(GroupCore):
@@ -134,7 +131,6 @@ class GroupRuntime(GroupCore):
         self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)
-        self.live_fn = self.fn  # what its instances run as now: the plan's, or a surge
         threads = server.options.threads or instance_threads(self.fn.vcpu)
         cfg = InstanceConfig(server.runner.model, dict(server.runner.options),
                              server.runner.base, vcpu=self.fn.vcpu, threads=threads,
@@ -157,10 +153,8 @@ class GroupRuntime(GroupCore):
     def resize(self, vcpu: float) -> None:
         """Run every instance at ``vcpu`` (a vertical surge, or back to the plan): quotas,
         the service model (hence admission and timeouts) and billing follow."""
-        self.live_fn = replace(self.fn, vcpu=round(vcpu, 4))
-        self.model.resize(self.live_fn)
+        self.resize_model(vcpu)
         self.pool.resize(vcpu)
-        self.retime()
 
     # -- admission ----------------------------------------------------------------------
     def load(self, now: float) -> admission.GroupLoad:

@@ -38,6 +38,9 @@ class PoolSpec:
     overhead_s: float = DEFAULT_OVERHEAD_S  # per request, outside batching, as live (s)
     cpu_period_s: float | None = DEFAULT_PERIOD_S  # CFS period of CPU instances; None: off
     admission: bool = True  # deadline-aware admission, as ``batchwise serve`` runs it
+    autoscale: bool = False  # the live controller sizes each group (max: unused)
+    cores: float | None = None  # what the controller fits instances in (None: this machine's)
+    plan_start: bool = False  # autoscaled: start as live, sized for the planned load (not warm)
 
     def __post_init__(self) -> None:
         if not 1 <= self.warm <= self.max:
@@ -56,57 +59,104 @@ class InstancePool:
 
     With ``vcpu`` (a CPU function) and the spec's CFS period, each instance carries its
     quota (:class:`CfsBandwidth`, period boundaries staggered across instances, as each
-    cgroup's timer runs on its own) and a batch's work is its full-speed duration."""
+    cgroup's timer runs on its own) and a batch's work is its full-speed duration; the
+    quotas can be resized (a vertical surge) and instances started or drained
+    (``scale_to``) by the live controller (:mod:`batchwise.sim.autoscale`)."""
 
-    def __init__(self, spec: PoolSpec, vcpu: float | None = None) -> None:
+    def __init__(self, spec: PoolSpec, vcpu: float | None = None, warm: int | None = None
+                 ) -> None:  # fmt: skip
         self.spec = spec
         self.free_at: list[float] = []  # time each instance finishes its current work
         self.ready_at: list[float] = []  # when each instance serves its first batch
         self.quotas: list[CfsBandwidth | None] = []
+        self.draining: list[bool] = []  # takes no more batches (drained by the controller)
+        self._phases: list[float] = []
         self._runs: list[deque[tuple[float, float, int]]] = []  # per instance: (start, end,
         # items) of the batches placed on it that have not ended, by start
         self.threads = instance_threads(vcpu) if vcpu is not None else 1
-        throttles = (vcpu is not None and spec.cpu_period_s is not None
-                     and vcpu < self.threads)  # fmt: skip
-        self._vcpu = vcpu if throttles else None
-        for i in range(spec.warm):
-            self._add(0.0, i / spec.warm * (spec.cpu_period_s or 0.0))
+        self.quota_model = vcpu is not None and spec.cpu_period_s is not None
+        self.vcpu = vcpu
+        self.peak = 0  # most live instances at once
+        n = spec.warm if warm is None else warm
+        for i in range(n):
+            self._add(0.0, i / n * (spec.cpu_period_s or 0.0))
         self.queued_s = 0.0  # total time batches waited for an instance
 
     @property
     def throttled(self) -> bool:
         """Whether batches run under a CFS quota (work is then at full speed)."""
-        return self._vcpu is not None
+        return self.quota_model and self.vcpu is not None and self.vcpu < self.threads
+
+    def _quota(self, phase_s: float) -> CfsBandwidth | None:
+        period = self.spec.cpu_period_s
+        if not self.quota_model or self.vcpu is None or period is None:
+            return None
+        return CfsBandwidth(self.vcpu, self.threads, period, phase_s)
 
     def _add(self, ready_at: float, phase_s: float) -> None:
         self.free_at.append(ready_at)
         self.ready_at.append(ready_at)
         self._runs.append(deque())
-        period = self.spec.cpu_period_s
-        self.quotas.append(None if self._vcpu is None or period is None else
-                           CfsBandwidth(self._vcpu, self.threads, period, phase_s))  # fmt: skip
+        self._phases.append(phase_s)
+        self.draining.append(False)
+        self.quotas.append(self._quota(phase_s))
+        self.peak = max(self.peak, self.live_count())
 
     @property
     def size(self) -> int:
-        return len(self.free_at)
+        """Instances that served at once, at most (started ones, without autoscaling)."""
+        return self.peak
+
+    def _usable(self) -> list[int]:
+        return [i for i, gone in enumerate(self.draining) if not gone]
+
+    def live_count(self) -> int:
+        return self.draining.count(False)
+
+    def ready_count(self, now: float) -> int:
+        return sum(1 for i in self._usable() if self.ready_at[i] <= now)
 
     def idle(self, now: float) -> bool:
         """Whether an instance can start a batch at ``now``."""
-        return min(self.free_at) <= now
+        return any(self.free_at[i] <= now for i in self._usable())
 
     def grow(self, now: float) -> float | None:
         """All busy and work is due: start an instance if one may be added and would be
         ready before the first busy one frees; returns when it is ready (None: not)."""
         cold = now + self.spec.cold_start_s
-        if len(self.free_at) >= self.spec.max or cold >= min(self.free_at):
+        usable = self._usable()
+        if self.spec.autoscale or len(self.free_at) >= self.spec.max:
+            return None  # autoscaled: the controller decides, as live
+        if usable and cold >= min(self.free_at[i] for i in usable):
             return None
         self._add(cold, cold)  # its period timer starts with it
         return cold
 
+    def scale_to(self, now: float, n: int) -> list[float]:
+        """Start or drain instances until ``n`` are live (as the live pool's ``scale_to``:
+        new ones serve after the cold start, idle or newest ones drain first, a busy one
+        after its batch); returns the new ones' ready times."""
+        live = self._usable()
+        starts = []
+        for _ in range(n - len(live)):
+            ready = now + self.spec.cold_start_s
+            self._add(ready, ready)
+            starts.append(ready)
+        if len(live) > n:
+            victims = sorted(live, key=lambda i: (self.free_at[i] > now, -self.ready_at[i]))
+            for i in victims[: len(live) - n]:
+                self.draining[i] = True
+        return starts
+
+    def resize(self, vcpu: float) -> None:
+        """Every instance's quota becomes ``vcpu`` (up to its threads: full speed)."""
+        self.vcpu = vcpu
+        self.quotas = [self._quota(ph) for ph in self._phases]
+
     def run(self, now: float, work_s: float, items: int = 1) -> tuple[float, float]:
         """Place a batch of ``items`` dispatched at ``now`` needing ``work_s`` on the
         instance that frees first; return its (start, end)."""
-        i = min(range(len(self.free_at)), key=self.free_at.__getitem__)
+        i = min(self._usable(), key=self.free_at.__getitem__)
         start = max(now, self.free_at[i])
         self.queued_s += start - now
         quota = self.quotas[i]
@@ -125,7 +175,8 @@ class InstancePool:
         ready time) — not the drawn ends, which no live gateway knows."""
         queued: list[tuple[float, int]] = []
         free: list[float] = []
-        for i, runs in enumerate(self._runs):
+        for i in self._usable():
+            runs = self._runs[i]
             while runs and runs[0][1] <= now:
                 runs.popleft()
             f = max(now, self.ready_at[i])

@@ -19,6 +19,7 @@ written straight into per-request arrays instead of being scheduled.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,9 +31,10 @@ from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
 from batchwise.perf.cost import batch_cost
-from batchwise.perf.functions import function_from_spec
+from batchwise.perf.functions import Function, function_from_spec
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.service import draw_service_time
+from batchwise.scaling.instances import instances_needed
 from batchwise.serving.batcher import GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy, Pending
 from batchwise.serving.group_core import GroupCore
@@ -131,8 +133,15 @@ class GroupServer:
         self.group = group
         self.fn = function_from_spec(group.function)
         cpu = self.fn.kind == "cpu"
-        self.pool = (InstancePool(pool, self.fn.vcpu if cpu else None)
-                     if pool is not None else None)  # fmt: skip  # None: serverless
+        self.pool: InstancePool | None = None  # None: serverless
+        if pool is not None:
+            warm = None
+            if pool.autoscale and pool.plan_start:  # as live: sized for the planned load
+                start = instances_needed(sum(group.rates.values()), group.expected_batch_size,
+                                         lambda b: latency.avg(self.fn, b))  # fmt: skip
+                cores = pool.cores if pool.cores is not None else float(os.cpu_count() or 1)
+                warm = min(start, max(1, int(cores // self.fn.vcpu + 1e-9)) if cpu else start)
+            self.pool = InstancePool(pool, self.fn.vcpu if cpu else None, warm)
         sizes = range(1, group.batch_size + 1)
         # Under a CFS quota a batch's work is its time at full speed (threads' vCPU);
         # the quota then decides how long it takes (the profile at vcpu is back to back).
@@ -162,15 +171,34 @@ class GroupServer:
         self.rejected = 0
         self.cost = 0.0
         self.throttled_s = 0.0  # time batches waited for their CFS quota (finite mode)
+        self.busy_s = 0.0  # instance-seconds of batches answered (what live bills and scales on)
+        self.offered = 0  # requests that arrived, admitted or refused
+        self.peak_vcpu = self.fn.vcpu
+        self.scale_events = 0
         self._held_at: float | None = None  # since when due work waits for an instance
 
     @property
     def policy(self) -> MultiSloBatchPolicy:
         return self.batcher.policy
 
+    @property
+    def live_fn(self) -> Function:
+        """What the instances run as now: the plan's function, or a surge of it."""
+        return self.core.live_fn if self.core is not None else self.fn
+
+    def resize(self, vcpu: float) -> None:
+        """Every instance at ``vcpu`` (the controller's vertical surge): quotas, service
+        model, timeouts and billing follow, as live."""
+        assert self.core is not None and self.pool is not None
+        self.core.resize_model(vcpu)
+        self.pool.resize(vcpu)
+        self.peak_vcpu = max(self.peak_vcpu, vcpu)
+        self.scale_events += 1
+
     def submit(self, request_id: int, app: str) -> None:
         """A request of ``app`` arrives now."""
         core, pool = self.core, self.pool
+        self.offered += 1
         if self._admission and core is not None and pool is not None:
             now = self._env.now
             queued, free = pool.snapshot(now, core.model.avg)
@@ -222,7 +250,7 @@ class GroupServer:
                          for p in batch if p.request_id in self._waits]  # fmt: skip
                 self._env.schedule(done, lambda: self._answered(n, service_s, waits))
                 self._env.schedule(done, self.batcher.kick)  # the instance is free again
-        self.cost += batch_cost(self.fn, service_s, self._prices)
+        self.cost += batch_cost(self.live_fn, service_s, self._prices)
         self.batches += 1
         self.requests += n
         self._log.record_batch(batch, done + self._overhead_s)
@@ -230,6 +258,7 @@ class GroupServer:
     def _answered(self, n: int, service_s: float, waits: list[tuple[str, float, float]]) -> None:
         core = self.core
         assert core is not None
+        self.busy_s += service_s
         core.served(n, service_s)
         now = self._env.now
         for app, predicted, actual in waits:
@@ -252,6 +281,8 @@ class GroupServer:
             mean_queue_s=(self.pool.queued_s / self.batches if self.pool and self.batches else 0.0),
             mean_throttle_s=self.throttled_s / self.batches if self.batches else 0.0,
             rejected=self.rejected,
+            peak_vcpu=self.peak_vcpu if self.pool is not None else None,
+            scale_events=self.scale_events,
         )
 
 
@@ -279,6 +310,13 @@ class PlanRunner:
             GroupServer(env, g, latency, prices, np.random.default_rng(s), log, pool, profile)
             for g, s in zip(plan.groups, server_seeds, strict=True)
         ]
+        self.control: Any = None  # the live controller's state (autoscaled finite mode)
+
+    def autoscale(self, env: Environment, pool: PoolSpec, until_s: float) -> None:
+        """Size every group with the live controller every second until ``until_s``."""
+        from batchwise.sim.autoscale import start_controller
+
+        self.control = start_controller(env, self.plan, self.servers, pool.cores, until_s)
 
     def _groups_of(self, app: str) -> tuple[np.ndarray, np.ndarray]:
         idx = [i for i, g in enumerate(self.plan.groups) if app in g.apps]
@@ -369,10 +407,12 @@ class GroupStats:
     cost_per_request: float
     predicted_cost_per_request: float  # the plan's expected_cost_per_request
     predicted_mean_batch_size: float  # the plan's expected_batch_size
-    instances: int | None = None  # pool size at the end (None: serverless, unbounded)
+    instances: int | None = None  # most live at once (None: serverless, unbounded)
     mean_queue_s: float = 0.0  # mean wait of a batch for a free instance (s)
     mean_throttle_s: float = 0.0  # mean time a batch waited for its CFS quota (s)
     rejected: int = 0  # requests refused by admission (finite mode)
+    peak_vcpu: float | None = None  # largest vCPU per instance (a surge; None: serverless)
+    scale_events: int = 0  # instance counts and sizes the controller changed (--autoscale)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: _plain(v) for k, v in self.__dict__.items()}
@@ -529,6 +569,8 @@ def simulate(
     route_seed, serve_seed = np.random.SeedSequence(seed).spawn(2)
     latency = LatencyModel(profile.cpu, profile.gpu)
     runner = PlanRunner(env, plan, latency, prices, serve_seed, log, pool, profile)
+    if pool is not None and pool.autoscale:
+        runner.autoscale(env, pool, arrivals.duration_s)
     group_of = runner.route(arrivals, 0, len(arrivals), np.random.default_rng(route_seed))
     app_of = [arrivals.apps[c] for c in arrivals.codes.tolist()]
     submit = runner.submit
