@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
+
 from batchwise.serving.admission import ArrivalRate, GroupLoad, WaitStretch, decide, predict
 
 
@@ -144,6 +146,11 @@ def test_expected_jumpers_push_a_loose_request_back():
     alone = predict(busy, 1, 0.2, avg, worst)
     pushed = predict(busy, 1, 0.2, avg, worst, jumpers=lambda t: 200.0 * max(0.0, t - 100.0))
     assert pushed.finish_s > alone.finish_s + 20 * avg(4)
+    # to the fixed point: as many as arrive before its batch starts, at most all that can
+    # (200 items/s until 101.0, when their deadlines pass its own)
+    bounded = predict(busy, 1, 0.2, avg, worst,
+                      jumpers=lambda t: 200.0 * max(0.0, min(t, 101.0) - 100.0))  # fmt: skip
+    assert math.isclose(bounded.finish_s, 100.5 + 51 * avg(4) + worst(4))
     # an idle group: a few jumpers fit in the instance's free time; a flood fills it first
     few = predict(load(), 1, 0.2, avg, worst, jumpers=lambda t: 5.0 * (t - 100.0))
     assert not few.queued and math.isclose(few.finish_s, 100.0 + 0.2 + worst(4))
@@ -158,3 +165,23 @@ def test_arrival_rate_decays_and_counts_items():
     assert 17.0 < r.rate("chat", 10.0) < 21.0
     assert r.rate("chat", 20.0) < 0.2 * r.rate("chat", 10.0)
     assert r.rate("other", 10.0) == 0.0 and r.apps() == ["chat"]
+
+
+def test_whole_rounds_of_batches_replay_as_one_by_one():
+    """The replay's shortcut (instances taking turns) gives the same free times."""
+    import heapq
+    import random
+
+    from batchwise.serving.admission import _run_full
+
+    rng = random.Random(3)
+    for _ in range(200):
+        free = [rng.uniform(0, 0.5) for _ in range(rng.randint(1, 4))]
+        n, each = rng.randint(0, 60), rng.uniform(0.01, 0.3)
+        fast, slow = list(free), list(free)
+        heapq.heapify(fast)
+        heapq.heapify(slow)
+        _run_full(fast, n, each)
+        for _ in range(n):
+            heapq.heapreplace(slow, slow[0] + each)
+        assert sorted(fast) == pytest.approx(sorted(slow))

@@ -71,6 +71,8 @@ class Prediction:
     start_s: float = math.inf  # when its batch starts (absolute)
 
 
+JUMPER_ROUNDS = 12
+"""Rounds of the jumpers' fixed point before assuming every possible one overtakes."""
 Jumpers = Callable[[float], float]
 """Expected items that will arrive from now until ``t`` and be picked before the new one."""
 
@@ -85,15 +87,20 @@ def predict(
         return p
     # Who overtakes it arrives before its batch starts (even a request that would not
     # queue now does, if they fill the instances first); more of them start it later,
-    # and later lets more in: two rounds settle it (the window is bounded by urgency).
+    # and later lets more in. Iterated to the fixed point (two rounds under-counted them
+    # when they arrive nearly as fast as the instances serve, and admitted loose requests
+    # ran late at 3x overload); if it does not settle, all that can overtake it do.
     extra = 0
-    for _ in range(2):
+    for _ in range(JUMPER_ROUNDS):
         more = round(jumpers(p.start_s))
         if more <= extra:
-            break
+            return p
         extra = more
         p = _replay(load, items, timeout_s, avg, worst, queue_stretch, extra)
-    return p
+    every = jumpers(math.inf)
+    if not math.isfinite(every):
+        return Prediction(math.inf, True, p.wait_s, math.inf)
+    return _replay(load, items, timeout_s, avg, worst, queue_stretch, max(extra, round(every)))
 
 
 def _replay(load: GroupLoad, items: int, timeout_s: float, avg: ServiceTime,
