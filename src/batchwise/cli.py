@@ -340,6 +340,11 @@ def simulate_cmd(
         typer.Option(help="With --autoscale: vCPUs the instances fit in [default: this "
                      "machine's cores]."),
     ] = None,
+    batch_order: Annotated[
+        str | None,
+        typer.Option("--batch-order", help="Finite mode: 'arrival' or 'deadline', as serve "
+                     "--batch-order [default: arrival]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
@@ -364,7 +369,7 @@ def simulate_cmd(
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
     pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission,
-                 autoscale, cores)  # fmt: skip
+                 autoscale, cores, batch_order)  # fmt: skip
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -389,7 +394,7 @@ def simulate_cmd(
 def _pool(instances: int | None, max_instances: int | None, cold_start: float,
           overhead: float | None = None, cpu_period_ms: float | None = None,
           admission: bool | None = None, autoscale: bool = False,
-          cores: float | None = None) -> Any:  # fmt: skip
+          cores: float | None = None, batch_order: str | None = None) -> Any:  # fmt: skip
     from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
@@ -402,13 +407,18 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
                           field="--max-instances")  # fmt: skip
     if instances is None and not autoscale:
         for name, v in (("--max-instances", max_instances), ("--overhead", overhead),
-                        ("--cpu-period-ms", cpu_period_ms),
+                        ("--cpu-period-ms", cpu_period_ms), ("--batch-order", batch_order),
                         ("--admission/--no-admission", admission)):  # fmt: skip
             if v is not None:
                 raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
     if cores is not None:
         in_range("--cores", cores, 0.1, 4096.0)
+    from batchwise.serving.batcher import ARRIVAL, ORDERS
+
+    if batch_order is not None and batch_order not in ORDERS:
+        raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {batch_order!r}",
+                          field="--batch-order")  # fmt: skip
     plan_start = instances is None
     instances = 1 if instances is None else instances
     in_range("--instances", instances, 1, MAX_INSTANCES)
@@ -424,7 +434,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
         period_s = cpu_period_ms / 1e3 if cpu_period_ms else None
     return PoolSpec(instances, top, cold_start, overhead, period_s,
                     admission=True if admission is None else admission, autoscale=autoscale,
-                    cores=cores, plan_start=plan_start)  # fmt: skip
+                    cores=cores, plan_start=plan_start,
+                    batch_order=batch_order or ARRIVAL)  # fmt: skip
 
 
 MAX_INSTANCES = 10_000

@@ -75,7 +75,7 @@ def test_keeps_one_wakeup_at_the_earliest_deadline():
     timer.advance(0.29)
     assert log == [] and len(b) == 2
     timer.advance(0.31)
-    assert log == [(pytest.approx(0.3), (2, 1))]  # most urgent first
+    assert log == [(pytest.approx(0.3), (1, 2))]  # arrival order (the default)
     assert len(b) == 0 and timer.live() == []
 
 
@@ -129,14 +129,14 @@ def test_runs_on_the_asyncio_loop():
 
 
 def test_a_closed_gate_holds_the_buffer_and_a_kick_sends_the_most_urgent():
-    """Late binding: no instance free, nothing leaves; when one frees, the tight
-    requests that arrived after the loose ones go first (earliest deadline first)."""
+    """Late binding: no instance free, nothing leaves; when one frees, in deadline order
+    the tight requests that arrived after the loose ones go first."""
     timer = FakeTimer()
     free = {"n": 0}
     log: list[tuple[float, tuple[int, ...]]] = []
     b = GroupBatcher(POLICY, timer, lambda batch: (log.append(
         (timer.now(), tuple(p.request_id for p in batch))), free.update(n=free["n"] - 1)),
-        gate=lambda: free["n"] > 0)  # fmt: skip
+        gate=lambda: free["n"] > 0, order="deadline")  # fmt: skip
     for i in range(4):
         b.submit(i, "loose")  # deadlines 0.5
     timer.advance(0.1)
@@ -165,3 +165,20 @@ def test_an_open_gate_batches_as_without_one():
     assert timer.live() == [0.5]
     timer.advance(0.6)
     assert log == [(0.5, (1,))]
+
+
+def test_in_arrival_order_a_kick_sends_the_oldest_and_nobody_overtakes():
+    timer = FakeTimer()
+    free = {"n": 0}
+    log: list[tuple[int, ...]] = []
+    b = GroupBatcher(POLICY, timer, lambda batch: (log.append(
+        tuple(p.request_id for p in batch)), free.update(n=free["n"] - 1)),
+        gate=lambda: free["n"] > 0)  # fmt: skip
+    for i, app in enumerate(["loose", "loose", "tight", "tight"]):
+        b.submit(i, app)
+    assert b.ahead_of(b.urgency("tight", 0.0)) == 4  # everything buffered is ahead
+    free["n"] = 1
+    b.kick()
+    assert log == [(0, 1, 2)]
+    with pytest.raises(ValueError, match="order"):
+        GroupBatcher(POLICY, timer, lambda batch: None, order="edf")

@@ -68,12 +68,13 @@ def test_only_waits_long_enough_to_say_something_are_learned():
 
 
 def test_a_tight_request_is_admitted_ahead_of_a_loose_queue_that_refuses_more_loose_ones():
-    """Earliest deadline first: with every instance busy and 16 loose items buffered, a
+    """In deadline order: with every instance busy and 16 loose items buffered, a
     tight request still makes its SLO (it is picked first), a loose one would not."""
     fn = cpu_fn(4, 2.0)  # VGG19, batch 4: ~0.6 s a full batch
     group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 4.0}, fn, 4)
     env, sent = Environment(), []
-    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), sent.append, gate=lambda: False)
+    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), sent.append, gate=lambda: False,
+                  order="deadline")
     for i in range(16):
         c.batcher.submit(i, "loose")
     assert sent == []  # held: no instance can take a batch
@@ -88,7 +89,8 @@ def test_jumpers_are_expected_from_tighter_apps_arrival_rates():
     fn = cpu_fn(4, 2.0)
     group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 4.0}, fn, 4)
     env = Environment()
-    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), lambda b: None, gate=lambda: False)
+    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), lambda b: None, gate=lambda: False,
+                  order="deadline")
     busy = c.snapshot(env.now, [], [env.now + 0.5])
     before = c.admit("loose", 1, env.now + 4.0, busy)
     for _ in range(40):  # tight requests arriving fast (counted whether admitted or not)

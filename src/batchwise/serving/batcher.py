@@ -33,22 +33,30 @@ from batchwise.serving.batching import BatchContext, MultiSloBatchPolicy, Pendin
 from batchwise.serving.timer import Timer, TimerHandle
 
 DispatchSink = Callable[[Sequence[Pending]], None]
-"""Receives each batch: pending requests, most urgent first, at ``timer.now()``."""
+"""Receives each batch: pending requests in the order picked, at ``timer.now()``."""
 Gate = Callable[[], bool]
 """Whether an instance can take a batch now (no gate: always)."""
+ARRIVAL, DEADLINE = "arrival", "deadline"
+ORDERS = (ARRIVAL, DEADLINE)
+"""Orders batches are picked in."""
 
 
 class GroupBatcher:
     """A group's buffer driven by its batching policy on an injected timer."""
 
     def __init__(self, policy: MultiSloBatchPolicy, timer: Timer, dispatch: DispatchSink,
-                 gate: Gate | None = None) -> None:  # fmt: skip
+                 gate: Gate | None = None, order: str = ARRIVAL) -> None:  # fmt: skip
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         self.policy = policy
+        self.by_deadline = order == DEADLINE
         self._timer = timer
         self._dispatch = dispatch
         self.gate = gate
         self._pending: dict[int, Pending] = {}  # arrived, undispatched; arrival order
-        self._by_app: dict[str, deque[Pending]] = {}  # the same, per app (deadline order)
+        # the same per app, each with its arrival number (ties in time go in arrival order)
+        self._by_app: dict[str, deque[tuple[int, Pending]]] = {}
+        self._seq = itertools.count()
         self._wake: TimerHandle | None = None  # the one live wake-up, if any
         self._wake_t: float | None = None  # when it fires
 
@@ -60,24 +68,27 @@ class GroupBatcher:
         """Buffered requests in arrival order (a snapshot)."""
         return tuple(self._pending.values())
 
+    def offset(self, app: str) -> float:
+        """Urgency less arrival: the app's timeout in deadline order (its SLO less the
+        group's worst batch and overhead; even at batch size 1, where the policy sends at
+        once and the timeout says only how urgent the request is), 0 in arrival order."""
+        return self.policy.timeouts_s.get(app, 0.0) if self.by_deadline else 0.0
+
     def urgency(self, app: str, arrival_s: float) -> float:
-        """The order batches are picked in: arrival plus the app's timeout (its SLO less
-        the group's worst batch and overhead; even at batch size 1, where the policy
-        sends at once and the timeout says only how urgent the request is)."""
-        return arrival_s + self.policy.timeouts_s.get(app, 0.0)
+        """The order batches are picked in (smallest first; ties: the earlier arrival)."""
+        return arrival_s + self.offset(app)
 
     def earliest_deadline(self) -> float | None:
         """When the policy must dispatch what is buffered (None: nothing is)."""
-        heads = [self.policy.deadline(q[0]) for q in self._by_app.values() if q]
+        heads = [self.policy.deadline(q[0][1]) for q in self._by_app.values() if q]
         return min(heads, default=None)
 
     def ahead_of(self, urgency: float) -> int:
         """Buffered requests at least as urgent as ``urgency`` (picked before such a one)."""
         n = 0
-        timeouts = self.policy.timeouts_s
         for app, q in self._by_app.items():
             if q:  # urgency is monotone in arrival within an app
-                n += bisect.bisect_right(q, urgency - timeouts.get(app, 0.0), key=_arrival)
+                n += bisect.bisect_right(q, urgency - self.offset(app), key=_arrival)
         return n
 
     def submit(self, request_id: int, app: str) -> None:
@@ -87,7 +98,7 @@ class GroupBatcher:
         q = self._by_app.get(app)
         if q is None:
             q = self._by_app[app] = deque()
-        q.append(p)
+        q.append((next(self._seq), p))
         self._decide()
 
     def set_policy(self, policy: MultiSloBatchPolicy) -> None:
@@ -143,11 +154,10 @@ class GroupBatcher:
         """Dispatch the ``n`` most urgent pending requests (ties: the earlier arrival)."""
         queues = [q for q in self._by_app.values() if q]
         batch: list[Pending] = []
-        timeouts = self.policy.timeouts_s
+        offset = self.offset
         for _ in range(n):
-            q = min(queues, key=lambda q: (q[0].arrival_s + timeouts.get(q[0].app, 0.0),
-                                           q[0].arrival_s))  # fmt: skip
-            p = q.popleft()
+            q = min(queues, key=lambda q: (q[0][1].arrival_s + offset(q[0][1].app), q[0][0]))
+            _, p = q.popleft()
             del self._pending[p.request_id]
             batch.append(p)
             if not q:
@@ -168,5 +178,5 @@ class GroupBatcher:
             self._wake = self._timer.call_at(max(t, self._timer.now()), self._on_wake)
 
 
-def _arrival(p: Pending) -> float:
-    return p.arrival_s
+def _arrival(entry: tuple[int, Pending]) -> float:
+    return entry[1].arrival_s

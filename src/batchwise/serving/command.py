@@ -18,6 +18,7 @@ from batchwise import aio
 from batchwise.errors import ConfigError
 from batchwise.outputs import check_output_file, write_text
 from batchwise.scaling.rates import ESTIMATORS
+from batchwise.serving.batcher import ORDERS
 from batchwise.serving.gateway import DEFAULT_MAX_BODY
 from batchwise.serving.http_server import Gateway
 from batchwise.serving.server import ServeOptions, Server
@@ -86,6 +87,14 @@ def serve_command(
             help="A group bound by the cores runs its instances on the vCPU left free.",
         ),
     ] = True,
+    batch_order: Annotated[
+        str,
+        typer.Option(
+            "--batch-order",
+            help="Which buffered requests a freed instance takes: 'arrival' (default) or "
+            "'deadline' (earliest SLO deadline first: tight apps overtake loose ones).",
+        ),
+    ] = "arrival",
 ) -> None:
     """Serve the apps over the Open Inference Protocol until Ctrl-C (then drain and stop)."""
     if backend not in ("local", "ray"):
@@ -100,6 +109,9 @@ def serve_command(
             raise ConfigError(f"must be in 1..1024, got {v}", field=opt)
     if window != 0 and not 1 <= window <= 86400:
         raise ConfigError(f"must be 0 or in 1..86400 seconds, got {window}", field="--window")
+    if batch_order not in ORDERS:
+        raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {batch_order!r}",
+                          field="--batch-order")  # fmt: skip
     if rate_estimator not in ESTIMATORS:
         raise ConfigError(f"must be one of {', '.join(ESTIMATORS)}, got {rate_estimator!r}",
                           field="--rate-estimator")  # fmt: skip
@@ -118,7 +130,7 @@ def serve_command(
         instances=instances, max_instances=max_instances, admission=admission,
         backend=backend, ray_address=ray_address, autoscale=autoscale,
         replan_window_s=window or None, rate_estimator=rate_estimator,
-        planner=prepared.replanner(), harvest=harvest, surge=surge,
+        planner=prepared.replanner(), harvest=harvest, surge=surge, batch_order=batch_order,
     )  # fmt: skip
     server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
     if server.harvester is not None:

@@ -19,7 +19,7 @@ from batchwise.config.plan import GroupPlan
 from batchwise.config.profiles import ModelProfile
 from batchwise.perf.functions import function_from_spec
 from batchwise.serving import admission
-from batchwise.serving.batcher import DispatchSink, Gate, GroupBatcher
+from batchwise.serving.batcher import ARRIVAL, DispatchSink, Gate, GroupBatcher
 from batchwise.serving.batching import MultiSloBatchPolicy
 from batchwise.serving.deadlines import live_timeouts
 from batchwise.serving.service_model import ServiceModel
@@ -38,14 +38,15 @@ class GroupCore:
     """A group's batcher, calibrated service model, timeouts and admission (no I/O)."""
 
     def __init__(self, plan: GroupPlan, profile: ModelProfile, overhead_s: float, timer: Timer,
-                 dispatch: DispatchSink, gate: Gate | None = None) -> None:  # fmt: skip
+                 dispatch: DispatchSink, gate: Gate | None = None,
+                 order: str = ARRIVAL) -> None:  # fmt: skip
         self.plan = plan
         self.fn = function_from_spec(plan.function)
         self.live_fn = self.fn  # what its instances run as now: the plan's, or a surge
         self.overhead_s = overhead_s
         self.model = ServiceModel(profile, self.fn, plan.batch_size)
         self.policy = MultiSloBatchPolicy(plan.batch_size, self.live_timeouts())
-        self.batcher = GroupBatcher(self.policy, timer, dispatch, gate)
+        self.batcher = GroupBatcher(self.policy, timer, dispatch, gate, order)
         # Per app: earliest deadline first makes the replay's error an app's own (a tight
         # app's wait is the running batch and few ahead; a loose one's depends on who
         # overtakes it), and one group-wide quantile, set by the loose app's spread,
@@ -94,7 +95,7 @@ class GroupCore:
         """Whether ``items`` of ``app`` arriving at ``load.now`` can be answered by
         ``deadline`` (less the HTTP margin), by the replay with the learned stretch:
         after the buffered requests at least as urgent, and the ones expected to arrive
-        meanwhile that will be (batches are picked earliest deadline first)."""
+        meanwhile that will be (in deadline order: other apps' tighter requests)."""
         now = load.now
         self.arrivals.add(app, now, items)
         urgency = self.batcher.urgency(app, now)
@@ -111,7 +112,7 @@ class GroupCore:
         for other in self.arrivals.apps():
             if other == app:
                 continue  # the same app's later requests are less urgent
-            until = urgency - (self.batcher.urgency(other, now) - now)
+            until = urgency - self.batcher.offset(other)  # none in arrival order
             rate = self.arrivals.rate(other, now)
             if until > now and rate > 0:
                 windows.append((until, rate))

@@ -92,6 +92,7 @@ class ServeOptions:
     ray_address: str | None = None  # Ray cluster (backend ray; None: RAY_ADDRESS or local)
     harvest: bool = False  # lend idle CPU to a low-priority cgroup (serving.harvest)
     surge: bool = True  # groups bound by the cores take the free vCPU (scaling.surge)
+    batch_order: str = "arrival"  # arrival | deadline (serving.batcher)
 
 
 @dataclass
@@ -127,7 +128,8 @@ class GroupRuntime(GroupCore):
     def __init__(self, index: int, plan: GroupPlan, server: Server, epoch: int = 1) -> None:
         self.index, self.server = index, server
         super().__init__(plan, server.profile, server.options.overhead_s, server.timer,
-                         self._dispatch, gate=lambda: self.pool.can_take())  # fmt: skip
+                         self._dispatch, gate=lambda: self.pool.can_take(),
+                         order=server.options.batch_order)  # fmt: skip
         self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)

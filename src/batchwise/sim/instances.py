@@ -41,6 +41,7 @@ class PoolSpec:
     autoscale: bool = False  # the live controller sizes each group (max: unused)
     cores: float | None = None  # what the controller fits instances in (None: this machine's)
     plan_start: bool = False  # autoscaled: start as live, sized for the planned load (not warm)
+    batch_order: str = "arrival"  # arrival | deadline, as serve --batch-order
 
     def __post_init__(self) -> None:
         if not 1 <= self.warm <= self.max:
