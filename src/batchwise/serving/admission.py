@@ -6,12 +6,12 @@ keeps the admitted ones on time under any overload, where a count-based queue
 limit (Ray Serve's, Triton's) either sheds too late or too early.
 
 The prediction replays, on the group's current state, what the batcher and the pool
-will do. Batches are formed when an instance can take one, from the most urgent
-requests (:class:`~batchwise.serving.batcher.GroupBatcher`: earliest deadline first), so
-the new request is served after the buffered requests at least as urgent as it
-(``ahead``) and after those *yet to arrive* that will be (``jumpers``: a tighter-SLO app's
-requests arriving while it waits overtake it — a loose request admitted on the queue
-it sees now would be late). Those go to the instance that frees first in full batches,
+will do. Batches are formed when an instance can take one
+(:class:`~batchwise.serving.batcher.GroupBatcher`), so the new request is served after
+the buffered requests picked before it (``ahead``: all of them in arrival order) and, in
+deadline order, after those *yet to arrive* that will be (``jumpers``: a tighter-SLO
+app's requests arriving while it waits overtake it — a loose request admitted on the
+queue it sees now would be late). Those go to the instance that frees first in full batches,
 queued batches (retries) before them, and each takes the calibrated service time. The
 request's last item finishes at ``start + L_max(its batch)``, where a batch that has
 not left yet counts as full (arrivals keep joining it until it leaves). Pure: a

@@ -3,10 +3,10 @@
 Routing: a batch goes to an idle instance (each runs one batch at a time, so "idle" is
 "least loaded"). Batches are formed late: the owner's batcher dispatches only while an
 instance can take a batch (``can_take``), and an instance that frees asks it for the next
-one (``on_free``), so requests wait in the batcher, where the most urgent go first,
-rather than in batches formed at arrival; the FIFO ``queue`` holds only batches handed
-back (retries) and what a shutdown flushes. The simulator's finite-instance mode does
-the same. An instance that dies
+one (``on_free``), so requests wait in the batcher (picked in arrival or deadline
+order) rather than in batches formed at arrival, and a freed instance gets a full one;
+the FIFO ``queue`` holds only batches handed back (retries) and what a shutdown
+flushes. The simulator's finite-instance mode does the same. An instance that dies
 mid-batch (its socket closes) hands its batch back to the owner (``on_lost``), which
 retries the requests that can still meet their SLO elsewhere and answers the rest;
 a replacement is started at once unless the pool is draining.

@@ -4,7 +4,7 @@ Each instance is one actor wrapping :class:`~batchwise.serving.instance.Instance
 model side that a local instance runs behind its socket), so it loads the model once and
 runs one batch at a time. Routing, queueing, draining and the lost-batch hand-back are
 :class:`GroupPool`'s own (this class only replaces how an instance starts, runs a batch
-and ends): a batch is formed when an actor is idle (late, earliest deadline first);
+and ends): a batch is formed when an actor is idle (late binding);
 an actor that dies under a batch (``RayActorError``, its node gone included)
 hands the batch to ``on_lost`` and is replaced unless the pool is closing.
 

@@ -2,8 +2,8 @@
 
 Why: the serverless model starts every batch at once on its own instance, which no
 fixed machine does. With a pool, a group has ``warm`` instances; a batch is formed when
-one is idle (as live, requests wait in the batcher while all are busy, and the most
-urgent go first: :class:`~batchwise.serving.batcher.GroupBatcher`), and while all are
+one is idle (as live, requests wait in the batcher while all are busy:
+:class:`~batchwise.serving.batcher.GroupBatcher`), and while all are
 busy the pool may start another one, up to ``max``, which serves only after
 ``cold_start_s``. This lets a simulation predict a live run on a fixed machine,
 queueing delay included — and, as live, every request spends ``overhead_s`` outside
