@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 import tritonclient.http as tc
-from live import sleep_gateway
+from live import infer_body, sleep_gateway
 
 APPS = [("fast", 0.3, 10.0), ("slow", 1.0, 20.0)]
 
@@ -119,7 +119,7 @@ def test_unknown_app_is_404_in_protocol_shape(gw):
 
 def test_plan_metrics_and_stats_endpoints(gw):
     code, _, doc = _request(gw, "GET", "/v1/plan")
-    assert code == 200 and doc["epoch"] == 1
+    assert code == 200 and doc["epoch"] == 1 and doc["batch_order"] == "arrival"
     assert {a for g in doc["plan"]["groups"] for a in g["apps"]} == {"fast", "slow"}
     assert doc["history"] and doc["history"][0]["action"] == "start"
     # idle: every instance at its plan's size (no surge)
@@ -140,3 +140,22 @@ def test_openapi_docs_list_the_protocol_routes(gw):
     code, _, doc = _request(gw, "GET", "/openapi.json")
     assert code == 200
     assert "/v2/models/{name}/infer" in doc["paths"] and "/v1/plan" in doc["paths"]
+
+
+def test_deadline_order_serves_over_http_and_says_so():
+    """--batch-order deadline: the same protocol, both apps answered, the order reported."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from batchwise.serving.server import ServeOptions
+
+    with sleep_gateway(APPS, ServeOptions(batch_order="deadline")) as g:
+
+        def one(app: str) -> int:
+            return _request(g, "POST", f"/v2/models/{app}/infer", infer_body(1),
+                            {"Content-Type": "application/json"})[0]  # fmt: skip
+
+        with ThreadPoolExecutor(8) as ex:  # concurrent, so batches hold both apps
+            codes = list(ex.map(one, ["slow", "fast"] * 20))
+        code, _, doc = _request(g, "GET", "/v1/plan")
+    assert codes == [200] * 40
+    assert code == 200 and doc["batch_order"] == "deadline"

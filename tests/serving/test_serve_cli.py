@@ -181,6 +181,7 @@ def test_a_gpu_plan_is_refused_on_a_machine_without_one(tmp_path):
 def test_serve_option_errors_are_one_line(tmp_path, capsys):
     apps = _sleep_apps(tmp_path)
     for args, field in [(["--port", "70000"], "--port"), (["--backend", "k8s"], "--backend"),
-                        (["--max-body", "10"], "--max-body")]:  # fmt: skip
+                        (["--max-body", "10"], "--max-body"),
+                        (["--batch-order", "edf"], "--batch-order")]:  # fmt: skip
         code, _, err = _run_cli(["serve", str(apps), *args], capsys)
         assert code == 2 and field in err, err

@@ -396,6 +396,7 @@ class Server:
     def plan_doc(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
+            "batch_order": self.options.batch_order,
             "plan": self.plan.model_dump(mode="json"),
             "groups": [
                 {"group": g.name, "apps": g.plan.apps, "function": g.fn.describe(),
