@@ -524,7 +524,7 @@ def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
     ``batchwise serve`` starts on these cores, each at the vCPU a surge gives it: the
     cores shared out, at most its threads) and CPU-bound."""
     from batchwise.config.profiles import load_profiles
-    from batchwise.perf.cfs import instance_threads
+    from batchwise.perf.cfs import instance_room, instance_threads
     from batchwise.perf.functions import Function
     from batchwise.perf.latency import LatencyModel
     from batchwise.serving.server import instance_cores
@@ -536,7 +536,7 @@ def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
     inst = 0.0
     for g in plan["groups"]:
         v, b = g["function"]["vcpu"], g["batch_size"]
-        n = max(1, math.floor(cores / v + 1e-9))
+        n = max(1, math.floor(cores / instance_room(v, instance_threads(v)) + 1e-9))
         surged = min(float(instance_threads(v)), max(v, cores / n))  # alone on the machine
         inst += n * b / float(latency.avg(Function("cpu", surged, g["function"]["memory_gb"]), b))
     cpu_s = sum(sum(g["rates"].values()) / total * g["function"]["vcpu"] * g["latency_avg"]

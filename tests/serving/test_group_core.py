@@ -100,3 +100,21 @@ def test_jumpers_are_expected_from_tighter_apps_arrival_rates():
     assert not after.admit and before.admit
     tight = c.admit("tight", 1, env.now + 2.5, busy)  # loose arrivals never overtake it
     assert tight.admit
+
+
+@pytest.mark.parametrize(("order", "shared"), [("arrival", True), ("deadline", False)])
+def test_the_wait_stretch_is_the_groups_in_arrival_order_and_each_apps_in_deadline_order(
+    order: str, shared: bool
+) -> None:
+    """Arrival order: every app waits in one FIFO, so waits learned from one app's
+    requests correct another's (a rarely admitted app has no samples of its own)."""
+    fn = cpu_fn(4, 2.0)
+    group = make_group({"a": 1.0, "b": 1.0}, {"a": 3.0, "b": 3.0}, fn, 4,
+                       timeouts={"a": 2.5, "b": 2.5})  # fmt: skip
+    env = Environment()
+    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), [].append, order=order)
+    for _ in range(64):  # a's queued requests waited twice as long as replayed
+        c.learn_wait("a", env.now, 1.0, 2.0)
+    assert c.queue_stretch(env.now) == pytest.approx(2.0)
+    b_stretch = c._stretch("b").value(env.now)
+    assert b_stretch == (pytest.approx(2.0) if shared else 1.5)  # 1.5: b's own, still cold

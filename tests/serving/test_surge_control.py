@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from batchwise.perf.cfs import instance_room
 from batchwise.perf.functions import Function
 from batchwise.serving import control
 from batchwise.serving.control import Controller
@@ -49,6 +50,9 @@ class FakeGroup:
     def queue_depth(self) -> int:
         return 0
 
+    def room_vcpu(self) -> float:
+        return instance_room(self.fn.vcpu, self.pool.cfg.threads)
+
     def resize(self, vcpu: float) -> None:
         self.live_fn = replace(self.fn, vcpu=vcpu)
 
@@ -84,6 +88,22 @@ def test_a_group_bound_by_the_cores_takes_the_free_vcpu_and_keeps_it_while_bound
     g.work(0.8)  # the surge's own speed-up: 0.8 s at 1.0 vCPU is 1.14 s at the plan's 0.7
     ctl.scale_step(2.0)
     assert g.live_fn.vcpu == pytest.approx(1.0)
+
+
+def test_an_instance_past_its_threads_takes_only_their_cores(make):
+    """1.1 vCPU on one thread holds one core: two fit on 2 cores and both start when
+    the load wants them (counted at 1.1, the second core idled while requests were
+    refused)."""
+    g = FakeGroup("g0", 1.1, 1)
+    ctl, history = make(g)
+    ctl.scale_step(0.0)
+    for t in (1.0, 2.0, 3.0):  # busy all the time: wants 2 (after the cooldown)
+        g.work(1.0)
+        ctl.scale_step(t)
+    assert g.pool.live == 2
+    assert history[-1][0] == "scale" and "1 -> 2" in history[-1][1]
+    assert instance_room(1.1, 1) == 1.0 and instance_room(1.6, 2) == 1.6
+    assert instance_room(0.5, 1) == 0.5
 
 
 def test_the_end_of_the_pressure_waits_for_the_scale_down_delay(make):

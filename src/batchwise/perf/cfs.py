@@ -35,6 +35,16 @@ def instance_threads(vcpu: float) -> int:
     return max(1, round(vcpu))
 
 
+def instance_room(vcpu: float, threads: int) -> float:
+    """Cores an instance of ``vcpu`` with ``threads`` runtime threads takes from a machine:
+    its quota, but no more than its threads (a thread runs on one core at a time).
+
+    Why: a plan may size an instance past its threads (1.1 vCPU rounds to one thread);
+    counted at 1.1, a 2-core machine held one such instance and its second core idled
+    while requests were refused; each really holds one core, so two fit."""
+    return min(vcpu, float(max(1, threads)))
+
+
 @dataclass
 class CfsBandwidth:
     """One cgroup's quota. Invariants: ``vcpu > 0``; ``threads >= 1``; ``period_s > 0``.

@@ -152,7 +152,7 @@ class Controller:
                 # no more than fit the cores at it (beyond, more instances add no CPU,
                 # only slower batches).
                 top_v = self._top_vcpu(g, cores)
-                others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
+                others = sum(o.pool.live_count() * o.room_vcpu() for o in self.server.groups
                              if o is not g)  # fmt: skip
                 fit = max(1, int((cores - others) // top_v + 1e-9))
                 n = min(math.ceil(wanted / grow - 1e-9), fit)
@@ -164,16 +164,16 @@ class Controller:
             value, state = guard(want.instances, state, now, rails)
             top = rails.hi
             if self.opts.backend == "local":  # the cores bound all groups (at planned sizes)
-                others = sum(o.pool.live_count() * o.fn.vcpu for o in self.server.groups
+                others = sum(o.pool.live_count() * o.room_vcpu() for o in self.server.groups
                              if o is not g)  # fmt: skip
-                room = int((cores - others) // g.fn.vcpu + 1e-9)
+                room = int((cores - others) // g.room_vcpu() + 1e-9)
                 top = min(top, max(live, room))
                 if value > live:
                     value = max(live, min(value, room))
                     state = GuardState(value, state.last_change if value == live else now)
                 if vertical:  # owed the room the instances it did not start would have had
                     horizontal = min(wanted, max(live, room), rails.hi)
-                    claims[g.name] = max(0, horizontal - value) * g.fn.vcpu
+                    claims[g.name] = max(0, horizontal - value) * g.room_vcpu()
             self._guards[g.name] = state
             if value != live:
                 g.pool.scale_to(value)

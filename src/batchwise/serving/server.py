@@ -26,7 +26,7 @@ from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
-from batchwise.perf.cfs import instance_threads
+from batchwise.perf.cfs import instance_room, instance_threads
 from batchwise.perf.cost import batch_cost
 from batchwise.resources import cpu_quota
 from batchwise.scaling import instances as scaling_instances
@@ -151,6 +151,10 @@ class GroupRuntime(GroupCore):
         self.batch_ids = itertools.count(1)
         self.busy_s = 0.0
         self.cost = 0.0
+
+    def room_vcpu(self) -> float:
+        """Cores one instance of the plan's size takes from the machine."""
+        return instance_room(self.fn.vcpu, self.pool.cfg.threads)
 
     def resize(self, vcpu: float) -> None:
         """Run every instance at ``vcpu`` (a vertical surge, or back to the plan): quotas,
@@ -291,7 +295,7 @@ class Server:
             return self.options.max_instances
         if self.options.backend == "ray":
             return RAY_MAX_INSTANCES
-        return max(1, math.floor(instance_cores() / g.fn.vcpu))
+        return max(1, math.floor(instance_cores() / g.room_vcpu() + 1e-9))
 
     def _start_groups(self, groups: list[GroupRuntime], action: str) -> None:
         for g in groups:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from batchwise.config.plan import Plan
+from batchwise.perf.cfs import instance_room
 
 if TYPE_CHECKING:
     from batchwise.sim.core import Environment
@@ -93,6 +94,9 @@ class SimGroupView:
     def queue_depth(self) -> int:
         return len(self._server.batcher)
 
+    def room_vcpu(self) -> float:
+        return instance_room(self.fn.vcpu, self.pool.cfg.threads)
+
     def resize(self, vcpu: float) -> None:
         self._server.resize(vcpu)
 
@@ -108,7 +112,7 @@ class SimControl:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def max_instances(self, g: SimGroupView) -> int:
-        return max(1, int(self.cores // g.fn.vcpu + 1e-9))
+        return max(1, int(self.cores // g.room_vcpu() + 1e-9))
 
     def _record(self, action: str, reason: str) -> None:
         self.history.append({"action": action, "reason": reason})

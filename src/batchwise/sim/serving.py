@@ -30,6 +30,7 @@ from batchwise.config.plan import GroupPlan, Plan
 from batchwise.config.prices import PriceBook
 from batchwise.config.profiles import ModelProfile
 from batchwise.errors import ConfigError
+from batchwise.perf.cfs import instance_room, instance_threads
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import Function, function_from_spec
 from batchwise.perf.latency import LatencyModel
@@ -140,7 +141,8 @@ class GroupServer:
                 start = instances_needed(sum(group.rates.values()), group.expected_batch_size,
                                          lambda b: latency.avg(self.fn, b))  # fmt: skip
                 cores = pool.cores if pool.cores is not None else float(os.cpu_count() or 1)
-                warm = min(start, max(1, int(cores // self.fn.vcpu + 1e-9)) if cpu else start)
+                room = instance_room(self.fn.vcpu, instance_threads(self.fn.vcpu))
+                warm = min(start, max(1, int(cores // room + 1e-9)) if cpu else start)
             self.pool = InstancePool(pool, self.fn.vcpu if cpu else None, warm)
         sizes = range(1, group.batch_size + 1)
         # Under a CFS quota a batch's work is its time at full speed (threads' vCPU);
