@@ -111,8 +111,9 @@ def ray_data(paths: list[str], out: Path, opts: dict | None = None) -> int:
 
 
 # -- batchwise -----------------------------------------------------------------
-def job_file(d: Path, inp: dict, out: Path, backend: str, chain: bool = False) -> Path:
-    models = [{"name": "enc", "model": "minilm", "batch_size": BATCH}]
+def job_file(d: Path, inp: dict, out: Path, backend: str, chain: bool = False,
+             options: dict | None = None) -> Path:  # fmt: skip
+    models = [{"name": "enc", "model": "minilm", "batch_size": BATCH, "options": options or {}}]
     if chain:
         models.append({"name": "cls", "model": "classifier", "batch_size": BATCH})
     doc = {

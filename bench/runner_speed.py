@@ -1,4 +1,4 @@
-"""MiniLM runner speed: exact PyTorch vs ONNX Runtime (same graph, fp32), in one run.
+"""MiniLM runner speed: exact PyTorch vs ONNX Runtime (same graph, fp32) vs bf16, one run.
 
 Usage: python bench/runner_speed.py [--json] [--sentences 1024] [--batch 32] [--threads 2]
     [--repeats 5]
@@ -25,8 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import gen_data
-from batchwise.runtime.runners import MINILM_RUNTIMES, MiniLMEncoder
+from batchwise.runtime.runners import MiniLMEncoder
 from common import markdown, median
+
+VARIANTS = {"torch": {}, "onnx": {"runtime": "onnx"}, "bf16": {"precision": "bf16"}}
+"""The exact model (``torch``, the reference) and the optimised runners, by their options."""
 
 
 def main() -> None:
@@ -45,8 +48,8 @@ def main() -> None:
     batches = [texts[i : i + args.batch] for i in range(0, len(texts), args.batch)]
     with tempfile.TemporaryDirectory() as cache:
         os.environ["BATCHWISE_CACHE"] = cache  # export from scratch: nothing stale
-        models = {r: MiniLMEncoder(threads=args.threads, runtime=r).load() for r in MINILM_RUNTIMES}
-        rates: dict[str, list[float]] = {r: [] for r in MINILM_RUNTIMES}
+        models = {r: MiniLMEncoder(threads=args.threads, **o).load() for r, o in VARIANTS.items()}
+        rates: dict[str, list[float]] = {r: [] for r in VARIANTS}
         for rep in range(args.repeats):
             for r, m in models.items():
                 m.predict(batches[0])  # warm

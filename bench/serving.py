@@ -63,6 +63,10 @@ from typing import Any
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peer import MAX_FOREIGN_CPU, PEER_PYTHON, Peer, busy_cpu_s, save, wait_quiet
+
 ROOT = Path(__file__).resolve().parent.parent
 BW = [str(ROOT / ".venv" / "bin" / "batchwise")]
 APPS_FILE = ROOT / "examples" / "minilm-4apps.yaml"
@@ -78,20 +82,10 @@ apps:
 """
 SLEEP_RATE_RPS = 100.0
 """The sleep app's planned rate: the overhead sweep's --rate-scale is rate / this."""
-MAX_FOREIGN_CPU = 0.05
-"""Above this fraction of the machine used by other processes, a run is repeated once."""
 P99_LIMIT_S = 0.05
 """The gateway-overhead bound: highest rate with p99 below this (s)."""
-PEER_ENV = {"HOME": "/tmp/anchors/home", "RAY_TMPDIR": "/tmp/anchors/ray", "HF_HUB_OFFLINE": "1",
-            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # fmt: skip
-
-
 def say(msg: str) -> None:
     print(f"[serving {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def save(out: Path, name: str, doc: Any) -> None:
-    (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def rnd(x: float | None, digits: int = 3) -> float | None:
@@ -103,22 +97,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 # ---------------------------------------------------------------- machine & contention
-def busy_cpu_s() -> float:
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system
-
-
-def wait_quiet(seconds: float = 3.0, max_busy: float = 0.1, wait_s: float = 60.0) -> float:
-    """Wait (up to wait_s) until the machine is at most max_busy busy; the last busy fraction."""
-    t_end = time.monotonic() + wait_s
-    while True:
-        b0 = busy_cpu_s()
-        time.sleep(seconds)
-        frac = (busy_cpu_s() - b0) / (seconds * (os.cpu_count() or 1))
-        if frac <= max_busy or time.monotonic() >= t_end:
-            return round(frac, 3)
-
-
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process, its reaped children and its live descendants."""
     try:
@@ -170,37 +148,6 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- peer
-class Peer:
-    """Runs one peer script inside its netns_run.sh under timeout; one JSON line back."""
-
-    def __init__(self, peer_dir: Path, python: str, out: Path) -> None:
-        self.dir, self.python, self.out = peer_dir, python, out
-
-    def run(self, name: str, script: str, args: list[str], limit_s: int) -> dict[str, Any]:
-        for attempt in (1, 2):
-            quiet = wait_quiet()
-            cmd = ["timeout", "-k", "15", str(limit_s), str(self.dir / "netns_run.sh"),
-                   self.python, str(self.dir / script), *args]  # fmt: skip
-            say(f"peer {name} (try {attempt}): {shlex.join(cmd[3:])}")
-            t0 = time.monotonic()
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir,
-                                  env={**os.environ, **PEER_ENV})  # fmt: skip
-            log = proc.stdout + proc.stderr
-            (self.out / f"{name}.log").write_text(log)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"peer {name} failed (rc {proc.returncode}): {log[-2000:]}")
-            doc = json.loads(lines[-1])
-            doc["bench"] = {"command": shlex.join(cmd), "wall_s": round(time.monotonic() - t0, 1),
-                            "quiet_busy_frac": quiet, "attempt": attempt}  # fmt: skip
-            save(self.out, name, doc)
-            foreign = doc.get("contention", {}).get("foreign_cpu_frac", 0.0)
-            if foreign <= MAX_FOREIGN_CPU:
-                return doc
-            say(f"peer {name}: foreign_cpu_frac {foreign} > {MAX_FOREIGN_CPU}, running again")
-        return doc
-
-
 def peer_batch(peer: Peer, k: float, duration: float, max_ongoing: int,
                repeat: int = 1) -> dict[str, Any]:  # fmt: skip
     name = repeat_name(f"peer-{k:g}x" + ("" if max_ongoing == 64 else f"-mo{max_ongoing}"),
@@ -699,7 +646,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bw-serving"), help="raw JSONs")
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
     ap.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "peer")
-    ap.add_argument("--peer-python", default="/tmp/anchors/venv/bin/python")
+    ap.add_argument("--peer-python", default=PEER_PYTHON)
     ap.add_argument("--cache", default="/tmp/bw-serving-cache", help="BATCHWISE_CACHE")
     ap.add_argument("--reuse-profile", action="store_true",
                     help="keep a cached MiniLM profile (default: profile again in this run, "
@@ -723,7 +670,8 @@ def main() -> None:
     only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BATCHWISE_CACHE": args.cache}
-    peer = None if args.skip_peer else Peer(args.peer_dir.resolve(), args.peer_python, args.out)
+    peer = (None if args.skip_peer
+            else Peer(args.peer_dir.resolve(), args.peer_python, args.out, say))
     t0 = time.monotonic()
     s: dict[str, Any] = {"date": datetime.date.today().isoformat(),
                          "command": shlex.join([Path(sys.executable).name, *sys.argv]),

