@@ -397,7 +397,7 @@ def loads(args, peer: Peer | None, env: dict[str, str], ceil: dict | None) -> li
         for trace, spec in (("poisson", "poisson"), ("bursty", bursty)):
             row[f"ours_{trace}"] = medians([
                 ours_summary(ours_run(repeat_name(f"ours-{trace}-{k:g}x", i), args.out, env,
-                                      args.duration, k, [spec]))
+                                      args.duration, k, [spec], args.apps))
                 for i in reps])  # fmt: skip
         if peer:
             o, p = row["ours_poisson"], row["peer"]
@@ -495,12 +495,12 @@ def plan_capacity(plan: dict[str, Any]) -> dict[str, float]:
 
 def overload(args, env: dict[str, str], plan_file: Path) -> dict[str, Any]:
     if not plan_file.is_file():  # no load run before this one: serve once for the plan
-        with serving(APPS_FILE, "ours-plan", args.out, env) as info:
+        with serving(args.apps, "ours-plan", args.out, env) as info:
             plan_file = info["plan_file"]
     cap = plan_capacity(json.loads(plan_file.read_text()))
     scale = round(3 * cap["capacity_rps"] / cap["planned_rps"], 2)
     runs = [ours_summary(ours_run(repeat_name("ours-overload", i), args.out, env,
-                                  args.duration, scale, ["poisson"]))
+                                  args.duration, scale, ["poisson"], args.apps))
             for i in range(1, args.repeats + 1)]  # fmt: skip
     return {**cap, "rate_scale": scale, **medians(runs)}
 
@@ -642,6 +642,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
     ap.add_argument("--loads", default="1,5,7,10", help="rate scales of the 4-app mix")
     ap.add_argument("--skip-peer", action="store_true", help="batchwise only")
+    ap.add_argument("--apps", type=Path, default=APPS_FILE,
+                    help="batchwise's apps file (e.g. examples/minilm-4apps-bf16.yaml: the "
+                    "optimised runner; the peer always runs its fp32 model)")  # fmt: skip
     ap.add_argument("--no-mo512", action="store_true", help="skip the peer's max_ongoing 512 runs")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bw-serving"), help="raw JSONs")
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
@@ -661,6 +664,9 @@ def main() -> None:
         help="subset of loads,overhead,overload,predict (ceiling runs with the peer)",
     )
     args = ap.parse_args()
+    if not args.apps.is_file():
+        ap.error(f"--apps: no such file: {args.apps}")
+    args.apps = args.apps.resolve()
     if not args.reuse_profile:  # the first serve profiles MiniLM on today's machine
         shutil.rmtree(Path(args.cache) / "profiles", ignore_errors=True)
     if not 1 <= args.repeats <= 20:
@@ -675,7 +681,8 @@ def main() -> None:
     t0 = time.monotonic()
     s: dict[str, Any] = {"date": datetime.date.today().isoformat(),
                          "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-                         "duration_s": args.duration, "cores": os.cpu_count()}  # fmt: skip
+                         "duration_s": args.duration, "cores": os.cpu_count(),
+                         "apps_file": str(args.apps)}  # fmt: skip
     s["ceiling"] = ceiling(peer) if peer else None
     if "loads" in only:
         s["loads"] = loads(args, peer, env, s["ceiling"])
