@@ -345,6 +345,11 @@ def simulate_cmd(
         typer.Option("--batch-order", help="Finite mode: 'arrival' or 'deadline', as serve "
                      "--batch-order [default: arrival]."),
     ] = None,
+    standby: Annotated[
+        int | None,
+        typer.Option(help="With --autoscale: warm standby instances per group, as serve "
+                     "--standby (a scale-up promotes one at once) [default: 1]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay arrivals through a plan in virtual time: cost, SLO violations, latencies.
@@ -369,7 +374,7 @@ def simulate_cmd(
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
     pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission,
-                 autoscale, cores, batch_order)  # fmt: skip
+                 autoscale, cores, batch_order, standby)  # fmt: skip
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -394,14 +399,17 @@ def simulate_cmd(
 def _pool(instances: int | None, max_instances: int | None, cold_start: float,
           overhead: float | None = None, cpu_period_ms: float | None = None,
           admission: bool | None = None, autoscale: bool = False,
-          cores: float | None = None, batch_order: str | None = None) -> Any:  # fmt: skip
+          cores: float | None = None, batch_order: str | None = None,
+          standby: int | None = None) -> Any:  # fmt: skip
     from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
 
-    if cores is not None and not autoscale:
-        raise ConfigError("needs --autoscale (the controller fits instances in them)",
-                          field="--cores")  # fmt: skip
+    for name, v in (("--cores", cores), ("--standby", standby)):
+        if v is not None and not autoscale:
+            raise ConfigError("needs --autoscale (the controller sizes the groups)", field=name)
+    if standby is not None:
+        in_range("--standby", standby, 0, 64)
     if autoscale and max_instances is not None:
         raise ConfigError("the controller sizes groups under --autoscale (use --cores)",
                           field="--max-instances")  # fmt: skip
@@ -434,8 +442,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
         period_s = cpu_period_ms / 1e3 if cpu_period_ms else None
     return PoolSpec(instances, top, cold_start, overhead, period_s,
                     admission=True if admission is None else admission, autoscale=autoscale,
-                    cores=cores, plan_start=plan_start,
-                    batch_order=batch_order or ARRIVAL)  # fmt: skip
+                    cores=cores, plan_start=plan_start, batch_order=batch_order or ARRIVAL,
+                    standby=1 if standby is None else standby)  # fmt: skip
 
 
 MAX_INSTANCES = 10_000

@@ -19,6 +19,7 @@ from batchwise.serving.server import ServeOptions
 class FakePool:
     def __init__(self, live: int, threads: int) -> None:
         self.live, self.cfg = live, SimpleNamespace(threads=threads)
+        self.standby_target = 0
 
     def live_count(self) -> int:
         return self.live
@@ -29,8 +30,9 @@ class FakePool:
     def resizable(self) -> bool:
         return True
 
-    def scale_to(self, n: int) -> None:
+    def scale_to(self, n: int, standby: int | None = None) -> None:
         self.live = n
+        self.standby_target = self.standby_target if standby is None else standby
 
 
 class FakeGroup:
@@ -71,6 +73,7 @@ def make(monkeypatch):
             options=ServeOptions(scale_down_delay_s=delay_s),
             plan=SimpleNamespace(app_rates=dict), groups=list(groups),
             max_instances=lambda g: 8, _record=lambda a, r: history.append((a, r)),
+            standby_for=lambda g, n: 0,
         )  # fmt: skip
         return Controller(server), history
 

@@ -95,6 +95,13 @@ def serve_command(
             "'deadline' (earliest SLO deadline first: tight apps overtake loose ones).",
         ),
     ] = "arrival",
+    standby: Annotated[
+        int,
+        typer.Option(
+            help="Warm instances per group kept beside the serving ones, promoted at once on "
+            "a scale-up (local backend with autoscaling; 0: none).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the apps over the Open Inference Protocol until Ctrl-C (then drain and stop)."""
     if backend not in ("local", "ray"):
@@ -104,6 +111,8 @@ def serve_command(
     if not 1024 <= max_body <= 2**31:
         raise ConfigError(f"must be in 1024..{2**31}, got {max_body}", field="--max-body")
     cores = os.cpu_count() or 1
+    if not 0 <= standby <= 64:
+        raise ConfigError(f"must be in 0..64, got {standby}", field="--standby")
     for opt, v in (("--instances", instances), ("--max-instances", max_instances)):
         if v is not None and not 1 <= v <= 1024:
             raise ConfigError(f"must be in 1..1024, got {v}", field=opt)
@@ -131,6 +140,7 @@ def serve_command(
         backend=backend, ray_address=ray_address, autoscale=autoscale,
         replan_window_s=window or None, rate_estimator=rate_estimator,
         planner=prepared.replanner(), harvest=harvest, surge=surge, batch_order=batch_order,
+        standby=standby,
     )  # fmt: skip
     server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
     if server.harvester is not None:

@@ -162,12 +162,8 @@ class Controller:
             state = self._guards.get(g.name, GuardState(live, now))
             rails = self._rails(g)
             value, state = guard(want.instances, state, now, rails)
-            top = rails.hi
+            top, room = self._top(g, cores, live)
             if self.opts.backend == "local":  # the cores bound all groups (at planned sizes)
-                others = sum(o.pool.live_count() * o.room_vcpu() for o in self.server.groups
-                             if o is not g)  # fmt: skip
-                room = int((cores - others) // g.room_vcpu() + 1e-9)
-                top = min(top, max(live, room))
                 if value > live:
                     value = max(live, min(value, room))
                     state = GuardState(value, state.last_change if value == live else now)
@@ -175,8 +171,10 @@ class Controller:
                     horizontal = min(wanted, max(live, room), rails.hi)
                     claims[g.name] = max(0, horizontal - value) * g.room_vcpu()
             self._guards[g.name] = state
+            standby = min(self.server.standby_for(g, value), max(0, top - value))
+            if value != live or standby != g.pool.standby_target:
+                g.pool.scale_to(value, standby)
             if value != live:
-                g.pool.scale_to(value)
                 self.server._record("scale", f"group {g.name}: {live} -> {value} instance(s): "
                                     f"{want.reason}")  # fmt: skip
             # Bound: it wants more than the cores hold, or than it has warm while a new
@@ -188,6 +186,35 @@ class Controller:
                              or (want.instances > ready and ready < now_live))  # fmt: skip
         if self.opts.surge and self.opts.backend == "local":
             self.surge_step(now, cores, bound, claims)
+
+    def _top(self, g: GroupRuntime, cores: float, live: int) -> tuple[int, int]:
+        """Most instances ``g`` may have now, and the room the cores leave it (local: the
+        cores bound all groups at their planned sizes; elsewhere only the rails do)."""
+        top = self._rails(g).hi
+        if self.opts.backend != "local":
+            return top, top
+        others = sum(o.pool.live_count() * o.room_vcpu() for o in self.server.groups
+                     if o is not g)  # fmt: skip
+        room = int((cores - others) // g.room_vcpu() + 1e-9)
+        return min(top, max(live, room)), room
+
+    def rescue(self, g: GroupRuntime, now: float) -> bool:
+        """A request of ``g`` is about to be refused: promote a warm standby now, if the
+        group may grow, rather than at the next step (up to a second later: a burst's
+        first second was refused whole while the standby waited). True: promoted."""
+        if not self.opts.autoscale or self.opts.instances is not None:
+            return False
+        if g.pool.standby_ready() == 0:
+            return False
+        live = g.pool.live_count()
+        cores = self.cores if self.cores is not None else instance_cores()
+        if live + 1 > self._top(g, cores, live)[0]:
+            return False
+        g.pool.scale_to(live + 1, self.server.standby_for(g, live + 1))
+        self._guards[g.name] = GuardState(live + 1, now)
+        self.server._record("scale", f"group {g.name}: {live} -> {live + 1} instance(s): a "
+                            "warm standby promoted, a request would have been refused")  # fmt: skip
+        return True
 
     # -- vertical -----------------------------------------------------------------------
     def _top_vcpu(self, g: GroupRuntime, cores: float) -> float:

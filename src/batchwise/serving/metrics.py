@@ -58,6 +58,7 @@ class ServingMetrics:
             self.queue_depth.labels(g.name).set_function(g.queue_depth)
             self.instances.labels(g.name, "ready").set_function(g.pool.ready_count)
             self.instances.labels(g.name, "live").set_function(g.pool.live_count)
+            self.instances.labels(g.name, "standby").set_function(g.pool.standby_count)
             self.instance_vcpu.labels(g.name).set_function(lambda g=g: g.live_fn.vcpu)
 
     def unbind(self, groups: list[Any]) -> None:
@@ -66,6 +67,7 @@ class ServingMetrics:
             for metric, labels in ((self.queue_depth, (g.name,)),
                                    (self.instances, (g.name, "ready")),
                                    (self.instances, (g.name, "live")),
+                                   (self.instances, (g.name, "standby")),
                                    (self.instance_vcpu, (g.name,))):  # fmt: skip
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)

@@ -10,6 +10,13 @@ flushes. The simulator's finite-instance mode does the same. An instance that di
 mid-batch (its socket closes) hands its batch back to the owner (``on_lost``), which
 retries the requests that can still meet their SLO elsewhere and answers the rest;
 a replacement is started at once unless the pool is draining.
+
+Warm standby (``scale_to(n, standby=k)``): besides the ``n`` instances that serve, ``k``
+more are started and kept warm but get no batches. A scale-up promotes a ready standby at
+once instead of waiting the seconds a start takes (model load, warm-up batch) — the
+seconds in which a burst's first requests were refused (10x bursty: the whole burst
+before the second instance was warm) — and a scale-down demotes an idle instance to
+standby instead of stopping it. A standby holds memory, not CPU: it is idle.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ class Member:
     batch: Batch | None = None
     started_at: float = field(default_factory=time.monotonic)
     draining: bool = False
+    standby: bool = False  # warm, but routed no batches (promoted by a scale-up)
 
 
 class GroupPool:
@@ -88,6 +96,7 @@ class GroupPool:
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
         self.target = 0
+        self.standby_target = 0
         self.closing = False
         self.starts = 0
         self.deaths = 0
@@ -99,21 +108,47 @@ class GroupPool:
 
     # -- size ---------------------------------------------------------------------------
     def ready_count(self) -> int:
-        return sum(m.ready and not m.draining for m in self.members.values())
+        return sum(m.ready and not m.draining and not m.standby for m in self.members.values())
 
     def live_count(self) -> int:
-        return sum(not m.draining for m in self.members.values())
+        return sum(not m.draining and not m.standby for m in self.members.values())
 
-    def scale_to(self, n: int) -> None:
-        """Start or drain instances until ``n`` are live (draining ones finish their batch)."""
+    def standby_count(self) -> int:
+        return sum(m.standby and not m.draining for m in self.members.values())
+
+    def standby_ready(self) -> int:
+        return sum(m.standby and m.ready and not m.draining for m in self.members.values())
+
+    def scale_to(self, n: int, standby: int | None = None) -> None:
+        """Until ``n`` serve and ``standby`` more are kept warm (None: as before): promote
+        standbys (ready ones first), else start; demote idle surplus to standby while it
+        is short, else drain (draining ones finish their batch)."""
         self.target = n
-        live = [m for m in self.members.values() if not m.draining]
+        if standby is not None:
+            self.standby_target = max(0, standby)
+        live = [m for m in self.members.values() if not m.draining and not m.standby]
+        spare = sorted((m for m in self.members.values() if m.standby and not m.draining),
+                       key=lambda m: (not m.ready, m.started_at))  # fmt: skip
         for _ in range(n - len(live)):
-            self._spawn()
-        if len(live) > n:  # drain the idle (or newest) ones first
+            if spare:
+                m = spare.pop(0)
+                m.standby = False
+                log.info("group %s: standby %s promoted", self.name, m.name)
+            else:
+                self._spawn()
+        if len(live) > n:  # the idle (or newest) ones first
             victims = sorted(live, key=lambda m: (m.batch is not None, -m.started_at))
             for m in victims[: len(live) - n]:
-                self._drain(m)
+                if m.batch is None and len(spare) < self.standby_target:
+                    m.standby = True
+                    spare.append(m)
+                else:
+                    self._drain(m)
+        for m in spare[self.standby_target :]:
+            self._drain(m)
+        for _ in range(self.standby_target - len(spare)):
+            self._spawn(standby=True)
+        self.pump()  # promoted ones that are ready take work now
 
     async def wait_ready(self, n: int, timeout_s: float = START_TIMEOUT_S) -> None:
         t_end = time.monotonic() + timeout_s
@@ -127,7 +162,7 @@ class GroupPool:
     def _starting(self) -> bool:
         return any(not m.ready for m in self.members.values())
 
-    def _spawn(self) -> None:
+    def _spawn(self, standby: bool = False) -> None:
         name = f"{self.name}-i{next(self._seq)}"
         quota = CpuQuota.create(name, self.vcpu)
         # Warming (loading the model: seconds of CPU) only soaks up what the serving
@@ -141,7 +176,7 @@ class GroupPool:
         spec = InstanceSpec("batchwise.serving.instance", (sock, cfg.to_json()),
                             cpus=max(1, cfg.threads))  # fmt: skip
         self.backend.start(name, spec)
-        member = Member(name, quota, sock)
+        member = Member(name, quota, sock, standby=standby)
         self.members[name] = member
         self.starts += 1
         self._track(self._connect(member))
@@ -222,7 +257,7 @@ class GroupPool:
 
     @staticmethod
     def _idle(m: Member) -> bool:
-        return m.ready and not m.draining and m.batch is None
+        return m.ready and not m.draining and not m.standby and m.batch is None
 
     def pump(self) -> None:
         """Give every idle instance a batch: a queued one, else one the owner forms now."""
@@ -249,7 +284,7 @@ class GroupPool:
         """Per live instance, when it can take a new batch (starting ones: in ``warm_in_s``)."""
         out = []
         for m in self.members.values():
-            if m.draining:
+            if m.draining or m.standby:
                 continue
             if not m.ready:
                 out.append(now + warm_in_s)

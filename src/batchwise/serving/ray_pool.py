@@ -97,10 +97,11 @@ class RayGroupPool(GroupPool):
         return False
 
     # -- start ----------------------------------------------------------------------------
-    def _spawn(self) -> None:
+    def _spawn(self, standby: bool = False) -> None:
         name = f"{self.name}-i{next(self._seq)}"
         actor = self._actor_cls.options(**self._options).remote(self._cfg_json)
-        member = ActorMember(name, CpuQuota(self.cfg.vcpu, RAY_QUOTA), "", actor=actor)
+        member = ActorMember(name, CpuQuota(self.cfg.vcpu, RAY_QUOTA), "", actor=actor,
+                             standby=standby)  # fmt: skip
         self.members[name] = member
         self.starts += 1
         self._track(self._warm(member))

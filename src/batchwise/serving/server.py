@@ -93,6 +93,7 @@ class ServeOptions:
     harvest: bool = False  # lend idle CPU to a low-priority cgroup (serving.harvest)
     surge: bool = True  # groups bound by the cores take the free vCPU (scaling.surge)
     batch_order: str = "arrival"  # arrival | deadline (serving.batcher)
+    standby: int = 1  # warm instances per group kept beside the serving ones (see standby_for)
 
 
 @dataclass
@@ -259,6 +260,7 @@ class Server:
         self.lag = LoopLag()  # how far behind the event loop runs (charged to requests)
         self.arrivals: dict[str, int] = {}  # per app, this re-planning window (admitted or not)
         self.harvester: Any = None  # serving.harvest.Harvester under --harvest
+        self.controller: Any = None  # serving.control.Controller, once started
         self._gateway_cgroup: cpu_quota.CpuQuota | None = None
         if self.options.harvest:
             self.harvester = make_harvester(self.options)
@@ -297,11 +299,21 @@ class Server:
             return RAY_MAX_INSTANCES
         return max(1, math.floor(instance_cores() / g.room_vcpu() + 1e-9))
 
+    def standby_for(self, g: GroupRuntime, serving: int) -> int:
+        """Warm standbys ``g`` keeps beside ``serving`` instances: ``--standby``, no more
+        than could be promoted within its instance limit; none where they would hold what
+        they do not use — Ray actors (a cluster's CPUs are booked per actor), harvesting
+        (idle CPU is lent) — or could never serve (fixed ``--instances``, no autoscaling)."""
+        o = self.options
+        if o.backend != "local" or o.harvest or o.instances is not None or not o.autoscale:
+            return 0
+        return min(o.standby, max(0, self.max_instances(g) - serving))
+
     def _start_groups(self, groups: list[GroupRuntime], action: str) -> None:
         for g in groups:
             n = self.options.instances or instances_needed(g.plan, g.model)
             k = min(n, self.max_instances(g))
-            g.pool.scale_to(k)
+            g.pool.scale_to(k, self.standby_for(g, k))
             self._record(action, f"group {g.name} ({', '.join(g.plan.apps[:6])}): {k} "
                          f"instance(s) of {g.fn.describe()}, batch {g.plan.batch_size} "
                          f"(planned load needs {n})")  # fmt: skip
@@ -371,6 +383,9 @@ class Server:
         wait = None
         if self.options.admission:
             verdict = group.admit(app, len(records), deadline, group.load(now))
+            if (not verdict.admit and self.controller is not None
+                    and self.controller.rescue(group, now)):  # fmt: skip
+                verdict = group.admit(app, len(records), deadline, group.load(now))
             wait = group.learnable_wait(verdict, slo)
             if not verdict.admit:
                 group.rejected += 1
@@ -407,6 +422,7 @@ class Server:
                  "batch_size": g.plan.batch_size, "instances": g.pool.live_count(),
                  "vcpu_per_instance": g.live_fn.vcpu,
                  "ready": g.pool.ready_count(), "target": g.pool.target,
+                 "standby": g.pool.standby_count(),
                  "cpu_quota": g.pool.cfg.mechanism if not g.pool.members else
                  next(iter(g.pool.members.values())).quota.mechanism,
                  "service_factor": round(g.model.factor, 4),

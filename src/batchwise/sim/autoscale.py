@@ -41,20 +41,32 @@ class SimPoolView:
         self.cfg = _Cfg(self._pool.threads)
         self.target = self._pool.live_count()
 
+    @property
+    def standby_target(self) -> int:
+        return self._pool.standby_target
+
     def live_count(self) -> int:
         return self._pool.live_count()
 
     def ready_count(self) -> int:
         return self._pool.ready_count(self._env.now)
 
+    def standby_ready(self) -> int:
+        return sum(t <= self._env.now for t in self._pool.standby)
+
+    def warm_standby(self, k: int) -> None:
+        """``k`` standbys warm from time 0 (live: started with the first instances)."""
+        self._pool.standby_target, self._pool.standby = k, [0.0] * k
+
     def resizable(self) -> bool:
         """A CPU instance under the quota model (live: one with a cgroup)."""
         return self._pool.quota_model
 
-    def scale_to(self, n: int) -> None:
+    def scale_to(self, n: int, standby: int | None = None) -> None:
         self.target = n
-        self._server.scale_events += 1
-        for ready in self._pool.scale_to(self._env.now, n):
+        if n != self._pool.live_count():
+            self._server.scale_events += 1
+        for ready in self._pool.scale_to(self._env.now, n, standby):
             self._env.schedule(ready, self._server.batcher.kick)
 
 
@@ -114,21 +126,29 @@ class SimControl:
     def max_instances(self, g: SimGroupView) -> int:
         return max(1, int(self.cores // g.room_vcpu() + 1e-9))
 
+    def standby_for(self, g: SimGroupView, serving: int) -> int:
+        """As the live server's (local backend, autoscaling): ``standby`` within the limit."""
+        return min(self.options.standby, max(0, self.max_instances(g) - serving))
+
     def _record(self, action: str, reason: str) -> None:
         self.history.append({"action": action, "reason": reason})
 
 
 def start_controller(env: Environment, plan: Plan, servers: list[GroupServer], cores: float | None,
-                     until_s: float) -> SimControl:  # fmt: skip
+                     until_s: float, standby: int = 1) -> SimControl:  # fmt: skip
     """Run the live controller's scale step every second of virtual time until ``until_s``."""
     from batchwise.serving.control import Controller
     from batchwise.serving.server import ServeOptions
 
-    options = ServeOptions(replan_window_s=None)
+    options = ServeOptions(replan_window_s=None, standby=standby)
     views = [SimGroupView(s, env, f"g{i}") for i, s in enumerate(servers)]
     machine = float(cores if cores is not None else os.cpu_count() or 1)
     control = SimControl(plan, views, machine, options)
     controller = Controller(control, cores=machine)  # type: ignore[arg-type]
+    for v, s in zip(views, servers, strict=True):
+        # started with the serving ones: warm when the load begins, as live
+        v.pool.warm_standby(control.standby_for(v, v.pool.live_count()))
+        s.rescue = lambda v=v: controller.rescue(v, env.now)  # type: ignore[misc]
     step = options.scale_interval_s
 
     def tick() -> None:

@@ -42,6 +42,7 @@ class PoolSpec:
     cores: float | None = None  # what the controller fits instances in (None: this machine's)
     plan_start: bool = False  # autoscaled: start as live, sized for the planned load (not warm)
     batch_order: str = "arrival"  # arrival | deadline, as serve --batch-order
+    standby: int = 1  # autoscaled: warm standbys per group, as serve --standby
 
     def __post_init__(self) -> None:
         if not 1 <= self.warm <= self.max:
@@ -82,6 +83,8 @@ class InstancePool:
         for i in range(n):
             self._add(0.0, i / n * (spec.cpu_period_s or 0.0))
         self.queued_s = 0.0  # total time batches waited for an instance
+        self.standby: list[float] = []  # warm standbys' ready times, earliest first
+        self.standby_target = 0
 
     @property
     def throttled(self) -> bool:
@@ -133,20 +136,29 @@ class InstancePool:
         self._add(cold, cold)  # its period timer starts with it
         return cold
 
-    def scale_to(self, now: float, n: int) -> list[float]:
-        """Start or drain instances until ``n`` are live (as the live pool's ``scale_to``:
-        new ones serve after the cold start, idle or newest ones drain first, a busy one
-        after its batch); returns the new ones' ready times."""
+    def scale_to(self, now: float, n: int, standby: int | None = None) -> list[float]:
+        """Until ``n`` serve and ``standby`` more are kept warm (None: as before), as the
+        live pool's ``scale_to``: a standby is promoted (serving once it is warm), else a
+        new one serves after the cold start; idle or newest ones leave first (a busy one
+        after its batch), to standby while it is short; returns the serving ones' ready
+        times."""
+        if standby is not None:
+            self.standby_target = max(0, standby)
         live = self._usable()
         starts = []
         for _ in range(n - len(live)):
-            ready = now + self.spec.cold_start_s
+            ready = max(now, self.standby.pop(0)) if self.standby else now + self.spec.cold_start_s
             self._add(ready, ready)
             starts.append(ready)
         if len(live) > n:
             victims = sorted(live, key=lambda i: (self.free_at[i] > now, -self.ready_at[i]))
             for i in victims[: len(live) - n]:
                 self.draining[i] = True
+                if self.free_at[i] <= now and len(self.standby) < self.standby_target:
+                    self.standby.append(now)
+        del self.standby[self.standby_target :]
+        self.standby += [now + self.spec.cold_start_s] * (self.standby_target - len(self.standby))
+        self.standby.sort()
         return starts
 
     def resize(self, vcpu: float) -> None:

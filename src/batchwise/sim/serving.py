@@ -174,6 +174,7 @@ class GroupServer:
         self.batches = 0
         self.requests = 0
         self.rejected = 0
+        self.rescue: Callable[[], bool] | None = None  # autoscaled: promote a warm standby
         self.cost = 0.0
         self.throttled_s = 0.0  # time batches waited for their CFS quota (finite mode)
         self.busy_s = 0.0  # instance-seconds of batches answered (what live bills and scales on)
@@ -209,6 +210,9 @@ class GroupServer:
             queued, free = pool.snapshot(now, core.model.avg)
             slo = self.group.slos[app]
             verdict = core.admit(app, 1, now + slo, core.snapshot(now, queued, free))
+            if not verdict.admit and self.rescue is not None and self.rescue():
+                queued, free = pool.snapshot(now, core.model.avg)  # as live: a standby serves
+                verdict = core.admit(app, 1, now + slo, core.snapshot(now, queued, free))
             if not verdict.admit:
                 self.rejected += 1
                 self._log.reject(request_id)
@@ -321,7 +325,8 @@ class PlanRunner:
         """Size every group with the live controller every second until ``until_s``."""
         from batchwise.sim.autoscale import start_controller
 
-        self.control = start_controller(env, self.plan, self.servers, pool.cores, until_s)
+        self.control = start_controller(env, self.plan, self.servers, pool.cores, until_s,
+                                        pool.standby)  # fmt: skip
 
     def _groups_of(self, app: str) -> tuple[np.ndarray, np.ndarray]:
         idx = [i for i, g in enumerate(self.plan.groups) if app in g.apps]
