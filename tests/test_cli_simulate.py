@@ -112,3 +112,23 @@ def test_autoscale_sizes_the_groups_as_serve_does():
     cpu = [g for g in groups if g["function"].startswith("CPU")]
     assert cpu and all(g["instances"] >= 1 and g["peak_vcpu"] is not None for g in cpu)
     assert all("scale_events" in g for g in groups)
+
+
+def test_a_warm_standby_admits_more_of_a_step_than_cold_starts(tmp_path):
+    """--standby (as serve's): a scale-up promotes a warm instance at once, and a request
+    admission would refuse first promotes one, instead of 5 s of cold start."""
+    step = tmp_path / "step.txt"
+    step.write_text("\n".join(["0.25"] * 8 + ["4", "4"]) + "\n")  # mean 1, bursts of 4x
+    admitted = {}
+    for standby in ("0", "1"):
+        out = run("simulate", "examples/bert-8apps.yaml", "--autoscale", "--cores", "8",
+                  "--cold-start", "5", "--standby", standby, "--trace", f"rps:{step}",
+                  "--duration", "60", "--json")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        admitted[standby] = json.loads(out.stdout)["static"]["admitted_fraction"]
+    assert admitted["1"] > admitted["0"] + 0.02, admitted
+
+
+def test_standby_needs_autoscale():
+    out = run("simulate", "examples/bert-8apps.yaml", "--instances", "2", "--standby", "1")
+    assert out.returncode == 2 and "--standby" in out.stderr and "Traceback" not in out.stderr
