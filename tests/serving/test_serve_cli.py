@@ -182,6 +182,7 @@ def test_serve_option_errors_are_one_line(tmp_path, capsys):
     apps = _sleep_apps(tmp_path)
     for args, field in [(["--port", "70000"], "--port"), (["--backend", "k8s"], "--backend"),
                         (["--max-body", "10"], "--max-body"),
-                        (["--batch-order", "edf"], "--batch-order")]:  # fmt: skip
+                        (["--batch-order", "edf"], "--batch-order"),
+                        (["--standby", "-1"], "--standby")]:  # fmt: skip
         code, _, err = _run_cli(["serve", str(apps), *args], capsys)
         assert code == 2 and field in err, err
