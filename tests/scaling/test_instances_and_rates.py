@@ -66,6 +66,40 @@ def test_last_ewma_and_max_estimators():
     assert est["max"].estimate()["a"] == pytest.approx(15)  # falls back gradually
 
 
+def test_an_idle_server_keeps_planning_for_the_declared_rates_unless_the_floor_is_lowered():
+    """Ten quiet windows: with the default floor (1) the estimate stays at the apps file's
+    rate, so a lull does not shrink the plan to one the next burst meets unprepared;
+    with a floor of 0.5 it stops at half; with 0 it falls to the planners' floor."""
+    est = {f: RateEstimator("max") for f in (1.0, 0.5, 0.0)}
+    for f, e in est.items():
+        e.seed({"a": 10.0, "b": 2.0}, f)
+        for _ in range(10):
+            e.observe({}, 60.0)
+    assert est[1.0].estimate() == {"a": 10.0, "b": 2.0}
+    assert est[0.5].estimate() == {"a": 5.0, "b": 1.0}
+    assert est[0.0].estimate()["a"] < 0.02
+    e = est[1.0]
+    e.observe({"a": 3000}, 60.0)  # a rise above the declared rate is followed at once
+    assert e.estimate()["a"] == 50
+    with pytest.raises(ValueError, match="floor"):
+        RateEstimator("max").seed({"a": 1.0}, 1.5)
+
+
+def test_the_controller_floors_its_rates_at_the_served_plans_declared_rates():
+    from types import SimpleNamespace
+
+    from batchwise.serving.control import Controller
+    from batchwise.serving.server import ServeOptions
+
+    for fraction, want in ((1.0, 8.0), (0.25, 2.0)):
+        server = SimpleNamespace(options=ServeOptions(rate_floor=fraction),
+                                 plan=SimpleNamespace(app_rates=lambda: {"a": 8.0}))  # fmt: skip
+        ctl = Controller(server)
+        for _ in range(3):
+            ctl.rates.observe({}, 60.0)  # ewma 8 -> 4 -> 2 -> 1: below both floors
+        assert ctl.rates.estimate()["a"] == pytest.approx(want)
+
+
 def test_unknown_estimator_is_refused():
     with pytest.raises(ValueError, match="one of"):
         RateEstimator("median")

@@ -183,6 +183,8 @@ def test_serve_option_errors_are_one_line(tmp_path, capsys):
     for args, field in [(["--port", "70000"], "--port"), (["--backend", "k8s"], "--backend"),
                         (["--max-body", "10"], "--max-body"),
                         (["--batch-order", "edf"], "--batch-order"),
-                        (["--standby", "-1"], "--standby")]:  # fmt: skip
+                        (["--standby", "-1"], "--standby"),
+                        (["--rate-floor", "1.5"], "--rate-floor"),
+                        (["--rate-floor", "nan"], "--rate-floor")]:  # fmt: skip
         code, _, err = _run_cli(["serve", str(apps), *args], capsys)
         assert code == 2 and field in err, err

@@ -6,6 +6,13 @@ for the next minute costs SLOs, while one a little too large costs only money. T
 predictive estimate ``max`` takes the larger of the last window and an EWMA of the
 windows before (weight 0.5): it follows a rise at once and falls back over a couple
 of windows, not on one quiet minute.
+
+Why a floor from the declared rates (``seed(rates, floor_fraction)``): a server idle for a
+few windows would otherwise plan for almost nothing — the cheapest plan for near-zero rates
+splits the apps into small groups of batch 1 — and the first burst after the lull meets
+that plan until the next window. The apps file's rates are what the user provisioned for;
+by default (fraction 1) re-planning follows the load above them and never plans below them;
+``--rate-floor 0`` lets an idle server shrink to the floor rate.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ class RateEstimator:
 
     mode: str = "max"
     floor: float = 1e-3  # req/s: planners need a positive rate for every app
+    minimum: dict[str, float] = field(default_factory=dict)  # per app: never plan below
     _ewma: dict[str, float] = field(default_factory=dict)
     _last: dict[str, float] = field(default_factory=dict)
 
@@ -30,10 +38,14 @@ class RateEstimator:
         if self.mode not in ESTIMATORS:
             raise ValueError(f"rate estimator must be one of {', '.join(ESTIMATORS)}")
 
-    def seed(self, rates: Mapping[str, float]) -> None:
-        """Start from planned rates (the apps file's) before anything was observed."""
+    def seed(self, rates: Mapping[str, float], floor_fraction: float = 0.0) -> None:
+        """Start from planned rates (the apps file's) before anything was observed; never
+        estimate an app below ``floor_fraction`` of its rate here."""
+        if not 0 <= floor_fraction <= 1:
+            raise ValueError(f"rate floor must be in [0, 1], got {floor_fraction}")
         self._ewma = dict(rates)
         self._last = dict(rates)
+        self.minimum = {a: floor_fraction * r for a, r in rates.items()}
 
     def observe(self, counts: Mapping[str, int], window_s: float) -> None:
         for app in set(self._ewma) | set(counts):
@@ -51,5 +63,5 @@ class RateEstimator:
                 r = self._ewma[app]
             else:
                 r = max(last, self._ewma[app])
-            out[app] = max(self.floor, r)
+            out[app] = max(self.floor, self.minimum.get(app, 0.0), r)
         return out

@@ -67,6 +67,14 @@ def serve_command(
     rate_estimator: Annotated[
         str, typer.Option(help="Rates to re-plan for: last, ewma or max (of both).")
     ] = "max",
+    rate_floor: Annotated[
+        float,
+        typer.Option(
+            "--rate-floor",
+            help="Re-plan for at least this fraction of the apps file's rates (0..1; "
+            "0: an idle server shrinks its plan to almost nothing).",
+        ),
+    ] = 1.0,
     autoscale: Annotated[
         bool, typer.Option("--autoscale/--no-autoscale", help="Instances follow the load.")
     ] = True,
@@ -124,6 +132,8 @@ def serve_command(
     if rate_estimator not in ESTIMATORS:
         raise ConfigError(f"must be one of {', '.join(ESTIMATORS)}, got {rate_estimator!r}",
                           field="--rate-estimator")  # fmt: skip
+    if not 0 <= rate_floor <= 1:  # also refuses nan
+        raise ConfigError(f"must be in [0, 1], got {rate_floor}", field="--rate-floor")
     if plan_out is not None:
         check_output_file(plan_out, "--plan-out")
     err = Console(stderr=True, soft_wrap=True)
@@ -139,6 +149,7 @@ def serve_command(
         instances=instances, max_instances=max_instances, admission=admission,
         backend=backend, ray_address=ray_address, autoscale=autoscale,
         replan_window_s=window or None, rate_estimator=rate_estimator,
+        rate_floor=rate_floor,
         planner=prepared.replanner(), harvest=harvest, surge=surge, batch_order=batch_order,
         standby=standby,
     )  # fmt: skip

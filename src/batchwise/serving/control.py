@@ -84,7 +84,7 @@ class Controller:
         # per group: (time, busy_s, rejected, offered) at recent steps, oldest first
         self._seen: dict[str, deque[tuple[float, float, int, int]]] = {}
         self.rates = RateEstimator(self.opts.rate_estimator)
-        self.rates.seed(server.plan.app_rates())
+        self.rates.seed(server.plan.app_rates(), self.opts.rate_floor)
         self._replanning = False
         self._replan_task: asyncio.Future[None] | None = None
 

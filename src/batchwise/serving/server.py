@@ -87,6 +87,7 @@ class ServeOptions:
     scale_down_delay_s: float = 15.0  # a smaller group must be wanted this long
     replan_window_s: float | None = 60.0  # re-plan from observed rates (None: never)
     rate_estimator: str = "max"  # last | ewma | max (see batchwise.scaling.rates)
+    rate_floor: float = 1.0  # re-plan for at least this fraction of the declared rates
     planner: Any = None  # Callable[[list[AppSpec]], Plan] for re-planning (None: no re-plan)
     backend: str = "local"  # where instances run: local processes or Ray actors
     ray_address: str | None = None  # Ray cluster (backend ray; None: RAY_ADDRESS or local)
