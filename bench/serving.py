@@ -395,6 +395,8 @@ def loads(args, peer: Peer | None, env: dict[str, str], ceil: dict | None) -> li
                 row["peer_mo512"] = medians([peer_batch(peer, k, args.duration, 512, i)
                                              for i in reps])  # fmt: skip
         for trace, spec in (("poisson", "poisson"), ("bursty", bursty)):
+            if trace not in args.traces:
+                continue
             row[f"ours_{trace}"] = medians([
                 ours_summary(ours_run(repeat_name(f"ours-{trace}-{k:g}x", i), args.out, env,
                                       args.duration, k, [spec], args.apps))
@@ -538,10 +540,12 @@ COLD_START_S = "4"
 while the others serve: 3-5 s in the gateway's logs), for the autoscaled simulation."""
 SIMULATIONS = (("sim", None, (), True), ("sim_long", 600.0, (), True),
                ("sim_no_quota", 600.0, ("--cpu-period-ms", "0"), True),
+               ("sim_no_idle", None, ("--no-idle-slowdown",), True),
                ("sim_auto", None, ("--autoscale", "--cold-start", COLD_START_S), False),
                ("sim_auto_long", 600.0, ("--autoscale", "--cold-start", COLD_START_S), False))
 """Predictions compared with live: the run's length, 10 minutes, 10 minutes charging
-every batch the profile's back-to-back time (no CFS quota model: what it adds), all with
+every batch the profile's back-to-back time (no CFS quota model: what it adds), the run's
+length without the profile's idle slowdown (what that adds), all with
 the live run's most instances per group at the plan's size; and the run's length and 10
 minutes sized by the live controller on the simulation clock (``--autoscale``: started
 as live, surged and scaled as live). The last field: a fixed pool."""
@@ -576,6 +580,8 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
             entry[tag] = {"duration_s": dur, "cost_per_request": st["cost_per_request"],
                           "p99_s": p99, "slo_violation_rate": st["slo_violation_rate"],
                           "mean_throttle_s": [g["mean_throttle_s"] for g in st["groups"]],
+                          "mean_idle_slowdown_s": [g.get("mean_idle_slowdown_s")
+                                                   for g in st["groups"]],
                           "admitted_fraction": st["admitted_fraction"],
                           "instances": [g["instances"] for g in st["groups"]],
                           "peak_vcpu": [g["peak_vcpu"] for g in st["groups"]],
@@ -589,7 +595,8 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------- goals
 def goals(s: dict[str, Any]) -> dict[str, Any]:
     g: dict[str, Any] = {}
-    runs = [(r["scale"], t, r[f"ours_{t}"]) for r in s["loads"] for t in ("poisson", "bursty")]
+    runs = [(r["scale"], t, r[f"ours_{t}"]) for r in s["loads"] for t in ("poisson", "bursty")
+            if f"ours_{t}" in r]
     g["1_slo_under_load"] = {
         "worst_slo_attainment": min((o["slo_attainment"] or 0.0) for _k, _t, o in runs),
         "worst_admitted_fraction": min(o["admitted_fraction"] or 0.0 for _k, _t, o in runs),
@@ -642,6 +649,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
     ap.add_argument("--loads", default="1,5,7,10", help="rate scales of the 4-app mix")
     ap.add_argument("--skip-peer", action="store_true", help="batchwise only")
+    ap.add_argument("--traces", default="poisson,bursty",
+                    help="batchwise's traces per load (predict needs poisson)")
     ap.add_argument("--apps", type=Path, default=APPS_FILE,
                     help="batchwise's apps file (e.g. examples/minilm-4apps-bf16.yaml: the "
                     "optimised runner; the peer always runs its fp32 model)")  # fmt: skip
@@ -672,6 +681,9 @@ def main() -> None:
     if not 1 <= args.repeats <= 20:
         ap.error(f"--repeats: must be in 1..20, got {args.repeats}")
     args.loads = [float(x) for x in args.loads.split(",")]
+    args.traces = set(args.traces.split(","))
+    if not args.traces or not args.traces <= {"poisson", "bursty"}:
+        ap.error("--traces: a subset of poisson,bursty")
     args.overhead_rates = [float(x) for x in args.overhead_rates.split(",")]
     only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -327,6 +327,12 @@ def simulate_cmd(
                      help="Finite mode: refuse requests the queue would make late, as 'serve' "
                      "does [default: on]."),
     ] = None,
+    idle_slowdown: Annotated[
+        bool | None,
+        typer.Option("--idle-slowdown/--no-idle-slowdown",
+                     help="Finite mode: a batch after its instance sat idle runs slower by the "
+                     "profile's idle_slowdown (measured by 'batchwise profile') [default: on]."),
+    ] = None,
     autoscale: Annotated[
         bool,
         typer.Option("--autoscale",
@@ -374,7 +380,7 @@ def simulate_cmd(
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
     pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission,
-                 autoscale, cores, batch_order, standby)  # fmt: skip
+                 autoscale, cores, batch_order, standby, idle_slowdown)  # fmt: skip
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -400,7 +406,7 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
           overhead: float | None = None, cpu_period_ms: float | None = None,
           admission: bool | None = None, autoscale: bool = False,
           cores: float | None = None, batch_order: str | None = None,
-          standby: int | None = None) -> Any:  # fmt: skip
+          standby: int | None = None, idle_slowdown: bool | None = None) -> Any:  # fmt: skip
     from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
@@ -416,7 +422,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     if instances is None and not autoscale:
         for name, v in (("--max-instances", max_instances), ("--overhead", overhead),
                         ("--cpu-period-ms", cpu_period_ms), ("--batch-order", batch_order),
-                        ("--admission/--no-admission", admission)):  # fmt: skip
+                        ("--admission/--no-admission", admission),
+                        ("--idle-slowdown/--no-idle-slowdown", idle_slowdown)):  # fmt: skip
             if v is not None:
                 raise ConfigError("needs --instances (the warm pool size)", field=name)
         return None
@@ -443,7 +450,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     return PoolSpec(instances, top, cold_start, overhead, period_s,
                     admission=True if admission is None else admission, autoscale=autoscale,
                     cores=cores, plan_start=plan_start, batch_order=batch_order or ARRIVAL,
-                    standby=1 if standby is None else standby)  # fmt: skip
+                    standby=1 if standby is None else standby,
+                    idle_slowdown=idle_slowdown is not False)  # fmt: skip
 
 
 MAX_INSTANCES = 10_000

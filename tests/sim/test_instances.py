@@ -198,3 +198,41 @@ def test_under_overload_the_tight_app_is_served_first_and_the_loose_one_refused(
     assert tight.admitted_fraction > 0.75 and loose.admitted_fraction < 0.6
     assert tight.admitted_fraction > loose.admitted_fraction + 0.25
     assert tight.slo_violation_rate < 0.02 and loose.slo_violation_rate < 0.02
+
+
+def test_a_batch_after_an_idle_spell_takes_the_slowdown_back_to_back_ones_do_not():
+    pool = InstancePool(PoolSpec(warm=1, max=1, cpu_period_s=None))
+    slow = lambda idle_s: 1.5 if idle_s >= 0.025 else 1.0  # noqa: E731
+    assert pool.run(1.0, 0.1, 1, slow) == pytest.approx((1.0, 1.15))  # idle since 0: cold
+    assert pool.run(1.0, 0.1, 1, slow) == pytest.approx((1.15, 1.25))  # queued: warm
+    assert pool.run(1.26, 0.1, 1, slow) == pytest.approx((1.26, 1.36))  # 10 ms gap: warm
+    assert pool.idle_extra_s == pytest.approx(0.05)
+
+
+def _idle_profile(factor: float) -> ModelProfile:
+    from batchwise.config.profiles import IdlePoint, IdleSlowdown
+
+    prof = _fast_profile()
+    cpu = prof.cpu.model_copy(update={"idle_slowdown": IdleSlowdown(
+        after_s=0.025, points=[IdlePoint(threads=1, batch=1, factor=factor)])})  # fmt: skip
+    return prof.model_copy(update={"cpu": cpu})
+
+
+def test_the_simulator_charges_the_profiles_idle_slowdown_at_light_load_only():
+    """Requests a second apart on a 1-vCPU instance: every 40 ms batch follows an idle
+    second and takes 1.25 × 40 ms (billed so); 100 at once run back to back, only the
+    first cold; --no-idle-slowdown (``idle_slowdown=False``) charges 40 ms throughout."""
+    prof = _idle_profile(1.25)
+    fn = cpu_fn(1, 1.0)
+    plan = make_plan([make_group({"a": 1.0}, {"a": 10.0}, fn, 1, timeouts={"a": 0.0})])
+    sparse = fixed_trace({"a": [i + 0.5 for i in range(20)]}, 21.0)
+    spec = PoolSpec(1, 1, overhead_s=0.0)
+    light = simulate(plan, sparse, prof, PRICES, pool=spec)
+    assert light.apps["a"].max_latency_s == pytest.approx(0.05)
+    assert light.cost_per_request == pytest.approx(batch_cost(fn, 0.05, PRICES))
+    assert light.groups[0].mean_idle_slowdown_s == pytest.approx(0.01)
+    off = simulate(plan, sparse, prof, PRICES, pool=PoolSpec(1, 1, overhead_s=0.0,
+                                                             idle_slowdown=False))  # fmt: skip
+    assert off.apps["a"].max_latency_s == pytest.approx(0.04)
+    burst = simulate(plan, fixed_trace({"a": [0.5] * 100}, 1.0), prof, PRICES, pool=spec)
+    assert burst.groups[0].mean_idle_slowdown_s == pytest.approx(0.01 / 100)

@@ -32,6 +32,24 @@ MAX_MEMORY_MB = 1024.0 * 1024
 _Strict = StrictModel  # strict, finite, closed: see config.base
 
 
+class IdlePoint(_Strict):
+    """How much slower a batch of ``batch`` runs on ``threads`` runtime threads after an idle
+    spell than back to back (measured by ``batchwise profile``)."""
+
+    threads: int = Field(ge=1, le=1024, description="runtime threads of the instance")
+    batch: int = Field(ge=1, le=MAX_BATCH, description="batch size")
+    factor: float = Field(ge=1.0, le=10.0, description="idle batch time / back-to-back time")
+
+
+class IdleSlowdown(_Strict):
+    """Batches after an idle spell of at least ``after_s`` take ``factor`` × the profile's
+    time (interpolated over batch sizes; the nearest measured thread count): see
+    :mod:`batchwise.perf.idle`."""
+
+    after_s: float = Field(ge=0, le=60, description="idle time from which a batch runs cold (s)")
+    points: list[IdlePoint] = Field(min_length=1, max_length=4096)
+
+
 class CpuProfile(_Strict):
     """CPU latency ``L(b, c) = alpha_b * exp(-c / beta_b) + gamma_b`` (seconds, c in vCPUs)."""
 
@@ -55,6 +73,11 @@ class CpuProfile(_Strict):
         None,
         description="[lo, hi] vCPUs the fit was measured over; planners consider only "
         "sizes inside it (an exponential fit says little beyond its data)",
+    )
+    idle_slowdown: IdleSlowdown | None = Field(
+        None,
+        description="how much slower a batch runs after the instance sat idle (measured by "
+        "'batchwise profile'; absent: as fast as back to back)",
     )
 
     @model_validator(mode="after")

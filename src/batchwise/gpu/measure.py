@@ -188,7 +188,7 @@ class CpuQuotaMeasurer:
                               f"the {MIN_VCPU:g} vCPU a quota needs", field="--vcpus")  # fmt: skip
         coro = measure_allotment(self.model, self.options, self.base, vcpu, [batch],
                                   self.repeats, self._records_for(batch), lambda: None)  # fmt: skip
-        cells, self.mechanism, _ = aio.run(coro)
+        cells, _, self.mechanism, _ = aio.run(coro)
         latency = statistics.fmean(cells[batch])
         return Measurement(latency, batch / latency)
 

@@ -11,6 +11,13 @@ batch size 1..B gets its exponential ``L(c) = alpha exp(-c / beta) + gamma`` fit
 over the allotments (three or more), as :mod:`batchwise.perf.fit` does for the paper's
 profiles: the mean of each cell for "avg", its 99th percentile for "max". The fit
 error is reported per measured point.
+
+On allotments whose quota covers their runtime threads (whole vCPUs: 1 and 2 on two
+cores) every batch size is timed again, :data:`IDLE_REPEATS` batches each after
+:data:`~batchwise.perf.idle.PROBE_GAP_S` of sleep: the profile's ``idle_slowdown``
+(:mod:`batchwise.perf.idle`), which the simulator charges a batch that follows an idle
+spell. Those cores only: below its threads a quota refills while idle and the two
+effects would mix.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from batchwise.config.profiles import CpuProfile, ModelProfile
 from batchwise.errors import ConfigError
 from batchwise.perf.cfs import instance_threads
 from batchwise.perf.fit import MAX_QUANTILE, fit_exponential
+from batchwise.perf.idle import PROBE_GAP_S, fit_idle
 from batchwise.runtime.registry import construct
 from batchwise.runtime.samples import sample_records
 from batchwise.serving.instance import InstanceConfig
@@ -39,6 +47,8 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_REPEATS = 7
 MIN_VCPU = 0.1
 MIN_FIT_VCPUS = 3
+IDLE_REPEATS = 4
+"""Batches per batch size timed after an idle sleep (on whole-vCPU allotments)."""
 """Allotments the exponential fit needs (alpha, beta, gamma)."""
 IMPLAUSIBLE_RATIO = 1.5
 """An allotment whose batches run this much slower than with less CPU was measured under
@@ -95,6 +105,8 @@ class ProfileResult:
     memory_base_mb: float
     options: dict[str, Any] = field(default_factory=dict)
     dropped_vcpus: list[float] = field(default_factory=list)  # implausible twice: not fitted
+    idle: dict[float, dict[int, float]] = field(default_factory=dict)  # vCPU -> batch -> mean
+    # batch time after an idle sleep (whole-vCPU allotments)
 
     def to_dict(self) -> dict[str, Any]:
         errs = [abs(p.avg_error) for p in self.points]
@@ -106,6 +118,8 @@ class ProfileResult:
             "fit_error_mean": round(float(np.mean(errs)), 4) if errs else None,
             "fit_error_max": round(float(np.max(errs)), 4) if errs else None,
             "dropped_vcpus": self.dropped_vcpus,
+            "idle_slowdown": [p.model_dump() for p in self.profile.cpu.idle_slowdown.points]
+            if self.profile.cpu is not None and self.profile.cpu.idle_slowdown else [],
             "points": [p.to_dict() for p in self.points],
             "profile": self.profile.model_dump(mode="json"),
         }
@@ -140,11 +154,17 @@ class _Item:
 Cells = dict[int, list[float]]
 
 
+def probes_idle(vcpu: float) -> bool:
+    """Whether an allotment's idle batches are timed: its quota covers its threads."""
+    return vcpu >= instance_threads(vcpu)
+
+
 async def measure_allotment(
     model: str, options: dict[str, Any], base: str, vcpu: float, batch_sizes: Sequence[int],
-    repeats: int, records: list[Any], tick: Callable[[], None],
-) -> tuple[Cells, str, float]:  # fmt: skip
-    """Latencies per batch size on one warm instance with ``vcpu``; its quota and RSS (MB)."""
+    repeats: int, records: list[Any], tick: Callable[[], None], idle_repeats: int = 0,
+) -> tuple[Cells, Cells, str, float]:  # fmt: skip
+    """Latencies per batch size on one warm instance with ``vcpu``, back to back and
+    (``idle_repeats`` each) after an idle sleep; its quota and RSS (MB)."""
     threads = instance_threads(vcpu)
     cfg = InstanceConfig(model, options, base, vcpu=vcpu, threads=threads,
                          warmup_batch=max(batch_sizes))  # fmt: skip
@@ -159,18 +179,26 @@ async def measure_allotment(
             mechanism = next(iter(pool.members.values())).quota.mechanism
             rss = _rss_mb(pool.pids())
             out: Cells = {}
+            idle: Cells = {}
+
+            async def one(r: int, b: int) -> float:
+                start = (r * b) % max(1, len(records) - b)
+                fut = loop.create_future()
+                pool.submit(Batch(r, [_Item(x) for x in records[start:start + b]], fut))
+                _, busy = await fut
+                tick()
+                return busy
+
             for b in batch_sizes:
-                out[b] = []
-                for r in range(repeats):
-                    start = (r * b) % max(1, len(records) - b)
-                    fut = loop.create_future()
-                    pool.submit(Batch(r, [_Item(x) for x in records[start:start + b]], fut))
-                    _, busy = await fut
-                    out[b].append(busy)
-                    tick()
+                out[b] = [await one(r, b) for r in range(repeats)]
+            for b in batch_sizes if idle_repeats else ():
+                idle[b] = []
+                for r in range(idle_repeats):
+                    await asyncio.sleep(PROBE_GAP_S)
+                    idle[b].append(await one(r, b))
             if lost:
                 raise RuntimeError(f"the instance died while profiling at {vcpu:g} vCPU")
-            return out, mechanism, rss
+            return out, idle, mechanism, rss
         finally:
             await pool.close()
 
@@ -254,12 +282,15 @@ def profile_model(
     if not inputs:
         raise ConfigError(f"model {model!r} declares no inputs: cannot make sample records")
     records = sample_records(inputs, max(256, 2 * max(sizes)), seed=0)
-    total = len(vc) * len(sizes) * repeats
+    idle_reps = {c: IDLE_REPEATS if probes_idle(c) else 0 for c in vc}
+    total = sum(len(sizes) * (repeats + idle_reps[c]) for c in vc)
     done = [0]
     t0 = time.monotonic()
+    Grid = dict[float, Cells]
 
-    async def run() -> tuple[dict[float, dict[int, list[float]]], str, float]:
-        cells: dict[float, dict[int, list[float]]] = {}
+    async def run() -> tuple[Grid, Grid, str, float]:
+        cells: Grid = {}
+        idle: Grid = {}
         mech, rss = "", 0.0
         for c in vc:
             def tick(c: float = c) -> None:
@@ -267,17 +298,17 @@ def profile_model(
                 if progress:
                     progress(f"{c:g} vCPU", done[0], total)
 
-            cells[c], mech, r = await measure_allotment(model, opts, base, c, sizes, repeats,
-                                                         records, tick)  # fmt: skip
+            cells[c], idle[c], mech, r = await measure_allotment(
+                model, opts, base, c, sizes, repeats, records, tick, idle_reps[c])
             rss = max(rss, r)
         for c in implausible_allotments(cells):  # once more, now the machine may be quiet
             if progress:
                 progress(f"{c:g} vCPU again (slower than less CPU)", done[0], total)
-            cells[c], _, _ = await measure_allotment(model, opts, base, c, sizes, repeats,
-                                                     records, lambda: None)  # fmt: skip
-        return cells, mech, rss
+            cells[c], idle[c], _, _ = await measure_allotment(
+                model, opts, base, c, sizes, repeats, records, lambda: None, idle_reps[c])
+        return cells, idle, mech, rss
 
-    cells, mechanism, rss = aio.run(run())
+    cells, idle, mechanism, rss = aio.run(run())
     dropped = implausible_allotments(cells)
     if len(cells) - len(dropped) >= MIN_FIT_VCPUS:
         for c in dropped:
@@ -285,10 +316,14 @@ def profile_model(
     else:
         dropped = []
     cpu, points = fit(cells)
-    cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1)})
+    whole = {c for c in cells if idle.get(c)}  # fitted whole-vCPU allotments
+    slowdown = fit_idle({instance_threads(c): cells[c] for c in whole},
+                        {instance_threads(c): idle[c] for c in whole})  # fmt: skip
+    cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1), "idle_slowdown": slowdown})
     label = name or model
+    idle_means = {c: {b: float(np.mean(xs)) for b, xs in idle[c].items()} for c in whole}
     return ProfileResult(label, ModelProfile(name=label, cpu=cpu), points, mechanism,
-                         time.monotonic() - t0, rss, opts, dropped)  # fmt: skip
+                         time.monotonic() - t0, rss, opts, dropped, idle_means)  # fmt: skip
 
 
 def profile_yaml(result: ProfileResult) -> str:
@@ -304,5 +339,10 @@ def profile_yaml(result: ProfileResult) -> str:
     for p in result.points:
         head.append(f"# {p.batch:5d} {p.vcpu:5.2f} {p.mean_s:8.4f} {p.p99_s:8.4f} "
                     f"{p.avg_error:+11.1%} {p.max_error:+11.1%}")  # fmt: skip
+    slow = result.profile.cpu.idle_slowdown if result.profile.cpu is not None else None
+    if slow is not None:
+        head.append(f"# after {slow.after_s * 1e3:g} ms idle (slept {PROBE_GAP_S * 1e3:g} ms "
+                    "before each): threads batch factor")  # fmt: skip
+        head += [f"# {p.threads:7d} {p.batch:5d} {p.factor:6.3f}" for p in slow.points]
     body = {"models": {result.name: {"cpu": result.profile.cpu.model_dump(mode="json")}}}
     return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)

@@ -14,7 +14,9 @@ A CPU instance of fractional vCPU runs under a CFS quota, as ``batchwise serve``
 instances do (:mod:`batchwise.perf.cfs`): a batch after an idle spell runs at full
 speed until the period's quota is spent, batches back to back average the quota's
 rate. ``cpu_period_s=None`` charges every batch the profile's time at its vCPU
-instead (the profiler's back-to-back figure, always throttled).
+instead (the profiler's back-to-back figure, always throttled). A batch that follows an
+idle spell also runs slower by the profile's ``idle_slowdown``
+(:mod:`batchwise.perf.idle`; ``idle_slowdown=False``: as back to back).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class PoolSpec:
     plan_start: bool = False  # autoscaled: start as live, sized for the planned load (not warm)
     batch_order: str = "arrival"  # arrival | deadline, as serve --batch-order
     standby: int = 1  # autoscaled: warm standbys per group, as serve --standby
+    idle_slowdown: bool = True  # a batch after an idle spell takes the profile's factor
 
     def __post_init__(self) -> None:
         if not 1 <= self.warm <= self.max:
@@ -83,6 +86,8 @@ class InstancePool:
         for i in range(n):
             self._add(0.0, i / n * (spec.cpu_period_s or 0.0))
         self.queued_s = 0.0  # total time batches waited for an instance
+        self.idle_extra_s = 0.0  # total work added by idle slowdowns (s)
+        self.last_work_s = 0.0  # the last batch's work, its idle slowdown included (s)
         self.standby: list[float] = []  # warm standbys' ready times, earliest first
         self.standby_target = 0
 
@@ -166,12 +171,19 @@ class InstancePool:
         self.vcpu = vcpu
         self.quotas = [self._quota(ph) for ph in self._phases]
 
-    def run(self, now: float, work_s: float, items: int = 1) -> tuple[float, float]:
+    def run(self, now: float, work_s: float, items: int = 1,
+            slowdown: Callable[[float], float] | None = None) -> tuple[float, float]:  # fmt: skip
         """Place a batch of ``items`` dispatched at ``now`` needing ``work_s`` on the
-        instance that frees first; return its (start, end)."""
+        instance that frees first; return its (start, end). ``slowdown``: the factor on
+        the work after the instance sat idle this long (s) before the batch."""
         i = min(self._usable(), key=self.free_at.__getitem__)
         start = max(now, self.free_at[i])
         self.queued_s += start - now
+        if slowdown is not None:
+            slower = work_s * slowdown(start - self.free_at[i])
+            self.idle_extra_s += slower - work_s
+            work_s = slower
+        self.last_work_s = work_s
         quota = self.quotas[i]
         end = start + work_s if quota is None else quota.run(start, work_s)
         self.free_at[i] = end

@@ -33,6 +33,7 @@ from batchwise.errors import ConfigError
 from batchwise.perf.cfs import instance_room, instance_threads
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import Function, function_from_spec
+from batchwise.perf.idle import idle_factor
 from batchwise.perf.latency import LatencyModel
 from batchwise.perf.service import draw_service_time
 from batchwise.scaling.instances import instances_needed
@@ -155,6 +156,8 @@ class GroupServer:
         self._work_avg = [latency.avg(full, n) for n in sizes]  # batch of n at n-1
         self._work_max = [latency.max(full, n) for n in sizes]
         self._overhead_s = 0.0 if pool is None else pool.overhead_s
+        self._idle = (profile.cpu.idle_slowdown if pool is not None and pool.idle_slowdown
+                      and cpu and profile is not None and profile.cpu is not None else None)
         self.core: GroupCore | None = None
         if pool is not None:  # a fixed machine: decide as the gateway does
             if profile is None:
@@ -250,10 +253,13 @@ class GroupServer:
         if self.pool is None:
             done = now + work_s
         else:
-            start, done = self.pool.run(now, work_s, n)
-            if self.pool.throttled:  # billed busy time, throttled periods included (as live)
-                service_s = done - start
-                self.throttled_s += service_s - work_s
+            spec, threads = self._idle, self.pool.threads
+            slow = None if spec is None else lambda idle_s: idle_factor(spec, threads, n, idle_s)
+            start, done = self.pool.run(now, work_s, n, slow)
+            if self.pool.throttled or slow is not None:
+                service_s = done - start  # billed busy time, throttled periods included
+            if self.pool.throttled:
+                self.throttled_s += service_s - self.pool.last_work_s
             if self.core is not None:  # the gateway learns when the batch comes back
                 waits = [(p.app, self._waits.pop(p.request_id), start - p.arrival_s)
                          for p in batch if p.request_id in self._waits]  # fmt: skip
@@ -289,6 +295,8 @@ class GroupServer:
             instances=self.pool.size if self.pool is not None else None,
             mean_queue_s=(self.pool.queued_s / self.batches if self.pool and self.batches else 0.0),
             mean_throttle_s=self.throttled_s / self.batches if self.batches else 0.0,
+            mean_idle_slowdown_s=(self.pool.idle_extra_s / self.batches
+                                  if self.pool and self.batches else 0.0),
             rejected=self.rejected,
             peak_vcpu=self.peak_vcpu if self.pool is not None else None,
             scale_events=self.scale_events,
@@ -420,6 +428,7 @@ class GroupStats:
     instances: int | None = None  # most live at once (None: serverless, unbounded)
     mean_queue_s: float = 0.0  # mean wait of a batch for a free instance (s)
     mean_throttle_s: float = 0.0  # mean time a batch waited for its CFS quota (s)
+    mean_idle_slowdown_s: float = 0.0  # mean time a batch ran longer after an idle spell (s)
     rejected: int = 0  # requests refused by admission (finite mode)
     peak_vcpu: float | None = None  # largest vCPU per instance (a surge; None: serverless)
     scale_events: int = 0  # instance counts and sizes the controller changed (--autoscale)
@@ -460,7 +469,7 @@ class SimResult:
         mean_batch_size, rejected, admitted_fraction}}, groups [{apps, function,
         batch_size, batches, requests, mean_batch_size, cost, cost_per_request,
         predicted_cost_per_request, predicted_mean_batch_size, instances, mean_queue_s,
-        mean_throttle_s, rejected}]. Non-finite floats become null.
+        mean_throttle_s, mean_idle_slowdown_s, rejected}]. Non-finite floats become null.
         """
         head = {
             k: _plain(getattr(self, k))
