@@ -58,7 +58,7 @@ def test_profile_writes_a_profile_that_plan_accepts(tmp_path, capsys):
     assert code == 0 and json.loads(stdout)["groups"][0]["function"]["kind"] == "cpu"
 
 
-def test_profile_measures_the_idle_slowdown_on_whole_vcpu_allotments(tmp_path, capsys):
+def test_profile_keeps_whole_vcpu_cells_and_measures_their_idle_slowdown(tmp_path, capsys):
     """The sleep model sleeps as long after an idle spell as back to back: its factors
     stay near 1 (a factor counting the profiler's own 200 ms sleep would be ~30). Only
     the 1-vCPU allotment is probed (0.4 and 0.7 refill their quota while idle)."""
@@ -70,8 +70,13 @@ def test_profile_measures_the_idle_slowdown_on_whole_vcpu_allotments(tmp_path, c
     points = json.loads(stdout)["idle_slowdown"]
     assert [(p["threads"], p["batch"]) for p in points] == [(1, 1), (1, 4)]
     assert all(1.0 <= p["factor"] < 1.5 for p in points), points
-    slow = load_profiles(out)["sleep"].cpu.idle_slowdown
+    cpu = load_profiles(out)["sleep"].cpu
+    slow = cpu.idle_slowdown
     assert slow is not None and slow.after_s > 0 and len(slow.points) == 2
+    # The whole-vCPU cells as measured (the simulator's work at full speed): 5 + 1 ms/item.
+    (curve,) = cpu.unthrottled
+    assert curve.threads == 1 and curve.batch == [1, 4]
+    assert 0.005 < curve.avg_s[0] < 0.03 and curve.avg_s[1] > curve.avg_s[0]
     assert "ms idle" in out.read_text()
 
 

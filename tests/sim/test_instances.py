@@ -236,3 +236,22 @@ def test_the_simulator_charges_the_profiles_idle_slowdown_at_light_load_only():
     assert off.apps["a"].max_latency_s == pytest.approx(0.04)
     burst = simulate(plan, fixed_trace({"a": [0.5] * 100}, 1.0), prof, PRICES, pool=spec)
     assert burst.groups[0].mean_idle_slowdown_s == pytest.approx(0.01 / 100)
+
+
+def test_the_simulators_work_at_full_speed_is_the_measured_whole_vcpu_curve():
+    """The fit says 40 ms at 1 vCPU, the profiler measured 30 ms there: a 1-vCPU instance
+    (its quota covers its thread) runs the measured 30 ms; charged the profile's time at
+    its vCPU (no quota model) it takes the fit's 40 ms."""
+    from batchwise.config.profiles import ThreadCurve
+
+    prof = _fast_profile()
+    curve = ThreadCurve(threads=1, batch=[1], avg_s=[0.03], max_s=[0.03])
+    prof = prof.model_copy(update={"cpu": prof.cpu.model_copy(update={"unthrottled": [curve]})})
+    fn = cpu_fn(1, 1.0)
+    plan = make_plan([make_group({"a": 1.0}, {"a": 1.0}, fn, 1, timeouts={"a": 0.0})])
+    trace = fixed_trace({"a": [i + 0.5 for i in range(10)]}, 11.0)
+    measured = simulate(plan, trace, prof, PRICES, pool=PoolSpec(1, 1, overhead_s=0.0))
+    fitted = simulate(plan, trace, prof, PRICES,
+                      pool=PoolSpec(1, 1, overhead_s=0.0, cpu_period_s=None))  # fmt: skip
+    assert measured.apps["a"].max_latency_s == pytest.approx(0.03)
+    assert fitted.apps["a"].max_latency_s == pytest.approx(0.04)

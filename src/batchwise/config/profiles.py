@@ -32,6 +32,29 @@ MAX_MEMORY_MB = 1024.0 * 1024
 _Strict = StrictModel  # strict, finite, closed: see config.base
 
 
+class ThreadCurve(_Strict):
+    """Back-to-back batch latencies measured on ``threads`` whole vCPUs (a quota that
+    covers the threads never throttles): a batch's work at full speed on that many threads,
+    linearly interpolated between the measured batch sizes."""
+
+    threads: int = Field(ge=1, le=1024, description="runtime threads (= the allotment's vCPUs)")
+    batch: list[int] = Field(min_length=1, max_length=MAX_BATCH,
+                             description="measured batch sizes, increasing")  # fmt: skip
+    avg_s: list[Positive] = Field(min_length=1, max_length=MAX_BATCH,
+                                  description="mean latency per measured batch size (s)")
+    max_s: list[Positive] = Field(min_length=1, max_length=MAX_BATCH,
+                                  description="99th percentile per measured batch size (s)")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> ThreadCurve:
+        if not len(self.batch) == len(self.avg_s) == len(self.max_s):
+            raise ValueError("batch, avg_s and max_s must have the same length")
+        if any(b <= a for a, b in zip(self.batch, self.batch[1:], strict=False)) or \
+                self.batch[0] < 1:
+            raise ValueError("batch must be increasing positive sizes")
+        return self
+
+
 class IdlePoint(_Strict):
     """How much slower a batch of ``batch`` runs on ``threads`` runtime threads after an idle
     spell than back to back (measured by ``batchwise profile``)."""
@@ -73,6 +96,11 @@ class CpuProfile(_Strict):
         None,
         description="[lo, hi] vCPUs the fit was measured over; planners consider only "
         "sizes inside it (an exponential fit says little beyond its data)",
+    )
+    unthrottled: list[ThreadCurve] | None = Field(
+        None,
+        description="measured latencies on whole-vCPU allotments (measured by 'batchwise "
+        "profile'): the simulator's work at full speed, instead of the fit at the threads",
     )
     idle_slowdown: IdleSlowdown | None = Field(
         None,

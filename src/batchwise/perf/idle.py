@@ -42,11 +42,17 @@ def idle_factor(spec: IdleSlowdown | None, threads: int, batch: int, idle_s: flo
 def fit_idle(warm: dict[int, dict[int, list[float]]], cold: dict[int, dict[int, list[float]]],
              after_s: float = IDLE_AFTER_S) -> IdleSlowdown | None:  # fmt: skip
     """From batch times per thread count and batch size, back to back (``warm``) and after
-    a sleep (``cold``): each cell's ratio of means, at least 1 (noise cannot make a cold
-    batch faster); None without a measured cell."""
-    points = [IdlePoint(threads=t, batch=b,
-                        factor=round(min(10.0, max(1.0, float(np.mean(xs) / np.mean(warm[t][b])))),
-                                     4))
-              for t, cells in sorted(cold.items()) for b, xs in sorted(cells.items())
-              if xs and warm.get(t, {}).get(b)]  # fmt: skip
+    a sleep (``cold``): each cell's ratio of medians, at least 1 (noise cannot make a cold
+    batch faster); None without a measured cell.
+
+    Medians: a cell's mean moves with one batch that met a busy neighbour (seen here: a
+    2-thread cell of 7 with a 2x outlier made the cold/warm ratio of means 1.0 where its
+    neighbours said 1.6), the systematic slowdown does not."""
+    points = []
+    for t, cells in sorted(cold.items()):
+        for b, xs in sorted(cells.items()):
+            if xs and warm.get(t, {}).get(b):
+                ratio = float(np.median(xs) / np.median(warm[t][b]))
+                points.append(IdlePoint(threads=t, batch=b,
+                                        factor=round(min(10.0, max(1.0, ratio)), 4)))
     return IdleSlowdown(after_s=after_s, points=points) if points else None

@@ -34,6 +34,22 @@ def cpu_max(cpu: CpuProfile, batch: int, vcpu: ArrayLike) -> np.ndarray:
     return _exp(cpu.max[batch - 1], vcpu)
 
 
+def unthrottled(cpu: CpuProfile, threads: int, batch: int) -> tuple[float, float] | None:
+    """(avg, max) of a batch's work at full speed on ``threads`` threads, from the profile's
+    measured whole-vCPU curve (interpolated over batch sizes, the last measured beyond);
+    None when that thread count was not measured.
+
+    Why not the fit at ``threads`` vCPU: one exponential over the allotments bends
+    through the fractional ones, whose threads share a quota, and missed the whole-vCPU
+    cells by up to 25 % (MiniLM here, 1 vCPU, batch 8: fit 58 ms, measured 47 ms); the
+    simulator's work at full speed then made every batch that much dearer than live."""
+    for curve in cpu.unthrottled or ():
+        if curve.threads == threads:
+            avg = float(np.interp(batch, curve.batch, curve.avg_s))
+            return avg, max(avg, float(np.interp(batch, curve.batch, curve.max_s)))
+    return None
+
+
 def gpu_full(gpu: GpuProfile, batch: ArrayLike) -> np.ndarray:
     """L0(b): latency with the whole GPU."""
     return gpu.per_item_s * np.asarray(batch, dtype=float) + gpu.base_s

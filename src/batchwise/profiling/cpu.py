@@ -12,12 +12,14 @@ over the allotments (three or more), as :mod:`batchwise.perf.fit` does for the p
 profiles: the mean of each cell for "avg", its 99th percentile for "max". The fit
 error is reported per measured point.
 
-On allotments whose quota covers their runtime threads (whole vCPUs: 1 and 2 on two
-cores) every batch size is timed again, :data:`IDLE_REPEATS` batches each after
-:data:`~batchwise.perf.idle.PROBE_GAP_S` of sleep: the profile's ``idle_slowdown``
-(:mod:`batchwise.perf.idle`), which the simulator charges a batch that follows an idle
-spell. Those cores only: below its threads a quota refills while idle and the two
-effects would mix.
+The whole-vCPU allotments' cells are also kept as measured (``unthrottled``): the
+simulator's work at full speed on that many threads, which one exponential through
+all allotments misses by up to 25 %. On those allotments (whose quota covers their
+runtime threads: 1 and 2 on two cores) every batch size is timed again,
+:data:`IDLE_REPEATS` batches each after :data:`~batchwise.perf.idle.PROBE_GAP_S` of
+sleep: the profile's ``idle_slowdown`` (:mod:`batchwise.perf.idle`), which the
+simulator charges a batch that follows an idle spell. Those allotments only: below its
+threads a quota refills while idle and the two effects would mix.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from batchwise import aio
-from batchwise.config.profiles import CpuProfile, ModelProfile
+from batchwise.config.profiles import CpuProfile, ModelProfile, ThreadCurve
 from batchwise.errors import ConfigError
 from batchwise.perf.cfs import instance_threads
 from batchwise.perf.fit import MAX_QUANTILE, fit_exponential
@@ -319,7 +321,12 @@ def profile_model(
     whole = {c for c in cells if idle.get(c)}  # fitted whole-vCPU allotments
     slowdown = fit_idle({instance_threads(c): cells[c] for c in whole},
                         {instance_threads(c): idle[c] for c in whole})  # fmt: skip
-    cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1), "idle_slowdown": slowdown})
+    curves = [ThreadCurve(threads=instance_threads(c), batch=list(sizes),
+                          avg_s=[float(np.mean(cells[c][b])) for b in sizes],
+                          max_s=[float(np.quantile(cells[c][b], MAX_QUANTILE)) for b in sizes])
+              for c in sorted(cells) if probes_idle(c)]  # fmt: skip
+    cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1), "idle_slowdown": slowdown,
+                                 "unthrottled": curves or None})  # fmt: skip
     label = name or model
     idle_means = {c: {b: float(np.mean(xs)) for b, xs in idle[c].items()} for c in whole}
     return ProfileResult(label, ModelProfile(name=label, cpu=cpu), points, mechanism,

@@ -34,7 +34,7 @@ from batchwise.perf.cfs import instance_room, instance_threads
 from batchwise.perf.cost import batch_cost
 from batchwise.perf.functions import Function, function_from_spec
 from batchwise.perf.idle import idle_factor
-from batchwise.perf.latency import LatencyModel
+from batchwise.perf.latency import LatencyModel, unthrottled
 from batchwise.perf.service import draw_service_time
 from batchwise.scaling.instances import instances_needed
 from batchwise.serving.batcher import GroupBatcher
@@ -151,10 +151,17 @@ class GroupServer:
         # A quota above the threads never binds: the work is the threads' time (1.2 vCPU
         # on one thread runs as 1.0; the profile's fit at 1.2 leans on its 1.5-vCPU point,
         # run with two threads, and said 19 ms where one thread takes 23).
+        # Where the profile measured that many whole vCPUs, the measured times are the
+        # work (:func:`~batchwise.perf.latency.unthrottled`), not the fit through them.
         full = self.fn if self.pool is None or not self.pool.quota_model else \
             replace(self.fn, vcpu=float(self.pool.threads))
-        self._work_avg = [latency.avg(full, n) for n in sizes]  # batch of n at n-1
-        self._work_max = [latency.max(full, n) for n in sizes]
+        self._work_avg: list[float] = []  # batch of n at n-1
+        self._work_max: list[float] = []
+        for n in sizes:
+            m = (unthrottled(latency.cpu, self.pool.threads, n) if full is not self.fn
+                 and self.pool is not None and latency.cpu is not None else None)
+            self._work_avg.append(m[0] if m else latency.avg(full, n))
+            self._work_max.append(m[1] if m else latency.max(full, n))
         self._overhead_s = 0.0 if pool is None else pool.overhead_s
         self._idle = (profile.cpu.idle_slowdown if pool is not None and pool.idle_slowdown
                       and cpu and profile is not None and profile.cpu is not None else None)
