@@ -31,14 +31,14 @@ def test_an_unmeasured_thread_count_takes_the_nearest_measured():
     assert idle_factor(SPEC, 8, 8, 1.0) == pytest.approx(1.1)
 
 
-def test_fit_takes_ratios_of_means_and_never_a_speed_up():
-    warm = {1: {1: [0.010, 0.010], 8: [0.040, 0.040]}}
-    cold = {1: {1: [0.012, 0.014], 8: [0.038, 0.039]}}  # batch 8 cold "faster": noise
-    spec = fit_idle(warm, cold)
+def test_fit_takes_median_ratios_of_pairs_and_never_a_speed_up():
+    pairs = {1: {1: [(0.012, 0.010), (0.013, 0.010), (0.050, 0.010)],  # one outlier
+                 8: [(0.038, 0.040), (0.039, 0.040)]}}  # idle "faster": noise
+    spec = fit_idle(pairs)
     assert spec is not None and spec.after_s == IDLE_AFTER_S
     f = {(p.threads, p.batch): p.factor for p in spec.points}
     assert f == {(1, 1): pytest.approx(1.3), (1, 8): 1.0}
-    assert fit_idle(warm, {}) is None
+    assert fit_idle({}) is None and fit_idle({1: {1: []}}) is None
 
 
 def test_unthrottled_work_is_the_measured_curve_interpolated_not_the_fit():

@@ -39,20 +39,20 @@ def idle_factor(spec: IdleSlowdown | None, threads: int, batch: int, idle_s: flo
     return float(np.interp(batch, [b for b, _ in pts], [f for _, f in pts]))
 
 
-def fit_idle(warm: dict[int, dict[int, list[float]]], cold: dict[int, dict[int, list[float]]],
+def fit_idle(pairs: dict[int, dict[int, list[tuple[float, float]]]],
              after_s: float = IDLE_AFTER_S) -> IdleSlowdown | None:  # fmt: skip
-    """From batch times per thread count and batch size, back to back (``warm``) and after
-    a sleep (``cold``): each cell's ratio of medians, at least 1 (noise cannot make a cold
-    batch faster); None without a measured cell.
+    """From (after an idle sleep, right after it) batch times per thread count and batch
+    size: each cell's median ratio, at least 1 (noise cannot make an idle batch faster);
+    None without a measured pair.
 
-    Medians: a cell's mean moves with one batch that met a busy neighbour (seen here: a
-    2-thread cell of 7 with a 2x outlier made the cold/warm ratio of means 1.0 where its
-    neighbours said 1.6), the systematic slowdown does not."""
+    Pairs, and medians: the machine drifts by as much as the effect between two series
+    measured apart (one profile said 1.2 for one thread, the next, minutes later, 1.0), and
+    one batch that met a busy neighbour moves a mean; a pair shares the moment's speed."""
     points = []
-    for t, cells in sorted(cold.items()):
+    for t, cells in sorted(pairs.items()):
         for b, xs in sorted(cells.items()):
-            if xs and warm.get(t, {}).get(b):
-                ratio = float(np.median(xs) / np.median(warm[t][b]))
-                points.append(IdlePoint(threads=t, batch=b,
-                                        factor=round(min(10.0, max(1.0, ratio)), 4)))
+            ratios = [cold / warm for cold, warm in xs if warm > 0]
+            if ratios:
+                f = min(10.0, max(1.0, float(np.median(ratios))))
+                points.append(IdlePoint(threads=t, batch=b, factor=round(f, 4)))
     return IdleSlowdown(after_s=after_s, points=points) if points else None

@@ -15,10 +15,12 @@ error is reported per measured point.
 The whole-vCPU allotments' cells are also kept as measured (``unthrottled``): the
 simulator's work at full speed on that many threads, which one exponential through
 all allotments misses by up to 25 %. On those allotments (whose quota covers their
-runtime threads: 1 and 2 on two cores) every batch size is timed again,
-:data:`IDLE_REPEATS` batches each after :data:`~batchwise.perf.idle.PROBE_GAP_S` of
-sleep: the profile's ``idle_slowdown`` (:mod:`batchwise.perf.idle`), which the
-simulator charges a batch that follows an idle spell. Those allotments only: below its
+runtime threads: 1 and 2 on two cores) every batch size is timed again in
+:data:`IDLE_REPEATS` pairs: a batch after :data:`~batchwise.perf.idle.PROBE_GAP_S` of
+sleep, then one back to back (pairs: the machine's drift between two separate series was
+as large as the effect); their ratios make the profile's ``idle_slowdown``
+(:mod:`batchwise.perf.idle`), which the simulator charges a batch that follows an idle
+spell. Those allotments only: below its
 threads a quota refills while idle and the two effects would mix.
 """
 
@@ -49,8 +51,8 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_REPEATS = 7
 MIN_VCPU = 0.1
 MIN_FIT_VCPUS = 3
-IDLE_REPEATS = 4
-"""Batches per batch size timed after an idle sleep (on whole-vCPU allotments)."""
+IDLE_REPEATS = 5
+"""(idle, back-to-back) pairs per batch size on whole-vCPU allotments."""
 """Allotments the exponential fit needs (alpha, beta, gamma)."""
 IMPLAUSIBLE_RATIO = 1.5
 """An allotment whose batches run this much slower than with less CPU was measured under
@@ -107,8 +109,6 @@ class ProfileResult:
     memory_base_mb: float
     options: dict[str, Any] = field(default_factory=dict)
     dropped_vcpus: list[float] = field(default_factory=list)  # implausible twice: not fitted
-    idle: dict[float, dict[int, float]] = field(default_factory=dict)  # vCPU -> batch -> mean
-    # batch time after an idle sleep (whole-vCPU allotments)
 
     def to_dict(self) -> dict[str, Any]:
         errs = [abs(p.avg_error) for p in self.points]
@@ -154,6 +154,7 @@ class _Item:
 
 
 Cells = dict[int, list[float]]
+Pairs = dict[int, list[tuple[float, float]]]  # per batch size: (after idling, right after)
 
 
 def probes_idle(vcpu: float) -> bool:
@@ -164,9 +165,9 @@ def probes_idle(vcpu: float) -> bool:
 async def measure_allotment(
     model: str, options: dict[str, Any], base: str, vcpu: float, batch_sizes: Sequence[int],
     repeats: int, records: list[Any], tick: Callable[[], None], idle_repeats: int = 0,
-) -> tuple[Cells, Cells, str, float]:  # fmt: skip
-    """Latencies per batch size on one warm instance with ``vcpu``, back to back and
-    (``idle_repeats`` each) after an idle sleep; its quota and RSS (MB)."""
+) -> tuple[Cells, Pairs, str, float]:  # fmt: skip
+    """Latencies per batch size on one warm instance with ``vcpu``, back to back, and
+    ``idle_repeats`` (after an idle sleep, right after it) pairs; its quota and RSS (MB)."""
     threads = instance_threads(vcpu)
     cfg = InstanceConfig(model, options, base, vcpu=vcpu, threads=threads,
                          warmup_batch=max(batch_sizes))  # fmt: skip
@@ -181,7 +182,7 @@ async def measure_allotment(
             mechanism = next(iter(pool.members.values())).quota.mechanism
             rss = _rss_mb(pool.pids())
             out: Cells = {}
-            idle: Cells = {}
+            idle: Pairs = {}
 
             async def one(r: int, b: int) -> float:
                 start = (r * b) % max(1, len(records) - b)
@@ -197,7 +198,8 @@ async def measure_allotment(
                 idle[b] = []
                 for r in range(idle_repeats):
                     await asyncio.sleep(PROBE_GAP_S)
-                    idle[b].append(await one(r, b))
+                    cold = await one(r, b)
+                    idle[b].append((cold, await one(r + 1, b)))
             if lost:
                 raise RuntimeError(f"the instance died while profiling at {vcpu:g} vCPU")
             return out, idle, mechanism, rss
@@ -285,14 +287,14 @@ def profile_model(
         raise ConfigError(f"model {model!r} declares no inputs: cannot make sample records")
     records = sample_records(inputs, max(256, 2 * max(sizes)), seed=0)
     idle_reps = {c: IDLE_REPEATS if probes_idle(c) else 0 for c in vc}
-    total = sum(len(sizes) * (repeats + idle_reps[c]) for c in vc)
+    total = sum(len(sizes) * (repeats + 2 * idle_reps[c]) for c in vc)
     done = [0]
     t0 = time.monotonic()
     Grid = dict[float, Cells]
 
-    async def run() -> tuple[Grid, Grid, str, float]:
+    async def run() -> tuple[Grid, dict[float, Pairs], str, float]:
         cells: Grid = {}
-        idle: Grid = {}
+        idle: dict[float, Pairs] = {}
         mech, rss = "", 0.0
         for c in vc:
             def tick(c: float = c) -> None:
@@ -319,8 +321,7 @@ def profile_model(
         dropped = []
     cpu, points = fit(cells)
     whole = {c for c in cells if idle.get(c)}  # fitted whole-vCPU allotments
-    slowdown = fit_idle({instance_threads(c): cells[c] for c in whole},
-                        {instance_threads(c): idle[c] for c in whole})  # fmt: skip
+    slowdown = fit_idle({instance_threads(c): idle[c] for c in whole})
     curves = [ThreadCurve(threads=instance_threads(c), batch=list(sizes),
                           avg_s=[float(np.mean(cells[c][b])) for b in sizes],
                           max_s=[float(np.quantile(cells[c][b], MAX_QUANTILE)) for b in sizes])
@@ -328,9 +329,8 @@ def profile_model(
     cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1), "idle_slowdown": slowdown,
                                  "unthrottled": curves or None})  # fmt: skip
     label = name or model
-    idle_means = {c: {b: float(np.mean(xs)) for b, xs in idle[c].items()} for c in whole}
     return ProfileResult(label, ModelProfile(name=label, cpu=cpu), points, mechanism,
-                         time.monotonic() - t0, rss, opts, dropped, idle_means)  # fmt: skip
+                         time.monotonic() - t0, rss, opts, dropped)  # fmt: skip
 
 
 def profile_yaml(result: ProfileResult) -> str:
@@ -349,7 +349,7 @@ def profile_yaml(result: ProfileResult) -> str:
     slow = result.profile.cpu.idle_slowdown if result.profile.cpu is not None else None
     if slow is not None:
         head.append(f"# after {slow.after_s * 1e3:g} ms idle (slept {PROBE_GAP_S * 1e3:g} ms "
-                    "before each): threads batch factor")  # fmt: skip
+                    "before each, paired with one right after): threads batch factor")  # fmt: skip
         head += [f"# {p.threads:7d} {p.batch:5d} {p.factor:6.3f}" for p in slow.points]
     body = {"models": {result.name: {"cpu": result.profile.cpu.model_dump(mode="json")}}}
     return "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)
