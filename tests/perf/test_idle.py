@@ -42,14 +42,16 @@ def test_fit_takes_median_ratios_of_pairs_and_never_a_speed_up():
 
 
 def test_unthrottled_work_is_the_measured_curve_interpolated_not_the_fit():
-    from batchwise.config.profiles import CpuProfile, ThreadCurve
+    from batchwise.config.profiles import CpuProfile, MeasuredCurve
     from batchwise.perf.latency import unthrottled
 
     cpu = CpuProfile(avg=[[0.1, 1.0, 0.01]] * 4, max=[[0.1, 1.0, 0.02]] * 4, memory_base_mb=1,
-                     unthrottled=[ThreadCurve(threads=1, batch=[1, 4], avg_s=[0.01, 0.04],
-                                              max_s=[0.012, 0.03])])  # fmt: skip
+                     measured=[MeasuredCurve(vcpu=1.0, threads=1, batch=[1, 4],
+                                             avg_s=[0.01, 0.04], max_s=[0.012, 0.03]),
+                               MeasuredCurve(vcpu=1.5, threads=2, batch=[1], avg_s=[0.009],
+                                             max_s=[0.01])])  # fmt: skip
     assert unthrottled(cpu, 1, 1) == pytest.approx((0.01, 0.012))
     assert unthrottled(cpu, 1, 2) == pytest.approx((0.02, 0.02))  # max never below avg
-    assert unthrottled(cpu, 2, 1) is None  # not measured: the caller falls back to the fit
+    assert unthrottled(cpu, 2, 1) is None  # 1.5 vCPU throttles two threads: not full speed
     with pytest.raises(ValueError, match="increasing"):
-        ThreadCurve(threads=1, batch=[4, 1], avg_s=[0.1, 0.1], max_s=[0.1, 0.1])
+        MeasuredCurve(vcpu=1, threads=1, batch=[4, 1], avg_s=[0.1, 0.1], max_s=[0.1, 0.1])

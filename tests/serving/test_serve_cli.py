@@ -74,7 +74,7 @@ def test_profile_keeps_whole_vcpu_cells_and_measures_their_idle_slowdown(tmp_pat
     slow = cpu.idle_slowdown
     assert slow is not None and slow.after_s > 0 and len(slow.points) == 2
     # The whole-vCPU cells as measured (the simulator's work at full speed): 5 + 1 ms/item.
-    (curve,) = cpu.unthrottled
+    (curve,) = [c for c in cpu.measured if c.unthrottled]
     assert curve.threads == 1 and curve.batch == [1, 4]
     assert 0.005 < curve.avg_s[0] < 0.03 and curve.avg_s[1] > curve.avg_s[0]
     assert "ms idle" in out.read_text()

@@ -239,19 +239,24 @@ def test_the_simulator_charges_the_profiles_idle_slowdown_at_light_load_only():
 
 
 def test_the_simulators_work_at_full_speed_is_the_measured_whole_vcpu_curve():
-    """The fit says 40 ms at 1 vCPU, the profiler measured 30 ms there: a 1-vCPU instance
-    (its quota covers its thread) runs the measured 30 ms; charged the profile's time at
-    its vCPU (no quota model) it takes the fit's 40 ms."""
-    from batchwise.config.profiles import ThreadCurve
+    """The fit says 40 ms at 1 vCPU, the profiler measured 30 ms there. A 0.5-vCPU instance
+    (one thread) idle between batches runs a batch's work at full speed within its quota:
+    the measured 30 ms (the fit's 40 ms from a profile that kept no cells). Without the
+    quota model it is charged the back-to-back time at 0.5 vCPU: the measured 30 ms × 1 / 0.5."""
+    from batchwise.config.profiles import MeasuredCurve
 
-    prof = _fast_profile()
-    curve = ThreadCurve(threads=1, batch=[1], avg_s=[0.03], max_s=[0.03])
-    prof = prof.model_copy(update={"cpu": prof.cpu.model_copy(update={"unthrottled": [curve]})})
-    fn = cpu_fn(1, 1.0)
+    fitted_prof = _fast_profile()
+    curve = MeasuredCurve(vcpu=1.0, threads=1, batch=[1], avg_s=[0.03], max_s=[0.03])
+    prof = fitted_prof.model_copy(
+        update={"cpu": fitted_prof.cpu.model_copy(update={"measured": [curve]})})
+    fn = cpu_fn(1, 0.5)
     plan = make_plan([make_group({"a": 1.0}, {"a": 1.0}, fn, 1, timeouts={"a": 0.0})])
     trace = fixed_trace({"a": [i + 0.5 for i in range(10)]}, 11.0)
-    measured = simulate(plan, trace, prof, PRICES, pool=PoolSpec(1, 1, overhead_s=0.0))
-    fitted = simulate(plan, trace, prof, PRICES,
-                      pool=PoolSpec(1, 1, overhead_s=0.0, cpu_period_s=None))  # fmt: skip
+    spec = PoolSpec(1, 1, overhead_s=0.0, idle_slowdown=False)
+    measured = simulate(plan, trace, prof, PRICES, pool=spec)
+    fitted = simulate(plan, trace, fitted_prof, PRICES, pool=spec)
+    no_quota = simulate(plan, trace, prof, PRICES,
+                        pool=PoolSpec(1, 1, overhead_s=0.0, cpu_period_s=None))  # fmt: skip
     assert measured.apps["a"].max_latency_s == pytest.approx(0.03)
     assert fitted.apps["a"].max_latency_s == pytest.approx(0.04)
+    assert no_quota.apps["a"].max_latency_s == pytest.approx(0.06)

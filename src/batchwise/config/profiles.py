@@ -32,12 +32,14 @@ MAX_MEMORY_MB = 1024.0 * 1024
 _Strict = StrictModel  # strict, finite, closed: see config.base
 
 
-class ThreadCurve(_Strict):
-    """Back-to-back batch latencies measured on ``threads`` whole vCPUs (a quota that
-    covers the threads never throttles): a batch's work at full speed on that many threads,
-    linearly interpolated between the measured batch sizes."""
+class MeasuredCurve(_Strict):
+    """Back-to-back batch latencies measured on one allotment: ``vcpu`` of quota run by
+    ``threads`` runtime threads (a quota that covers the threads never throttles: the
+    batch's work at full speed on that many threads), linearly interpolated between the
+    measured batch sizes."""
 
-    threads: int = Field(ge=1, le=1024, description="runtime threads (= the allotment's vCPUs)")
+    vcpu: Positive = Field(le=1024, description="the allotment's quota (vCPU)")
+    threads: int = Field(ge=1, le=1024, description="runtime threads the instance ran")
     batch: list[int] = Field(min_length=1, max_length=MAX_BATCH,
                              description="measured batch sizes, increasing")  # fmt: skip
     avg_s: list[Positive] = Field(min_length=1, max_length=MAX_BATCH,
@@ -46,13 +48,18 @@ class ThreadCurve(_Strict):
                                   description="99th percentile per measured batch size (s)")
 
     @model_validator(mode="after")
-    def _aligned(self) -> ThreadCurve:
+    def _aligned(self) -> MeasuredCurve:
         if not len(self.batch) == len(self.avg_s) == len(self.max_s):
             raise ValueError("batch, avg_s and max_s must have the same length")
         if any(b <= a for a, b in zip(self.batch, self.batch[1:], strict=False)) or \
                 self.batch[0] < 1:
             raise ValueError("batch must be increasing positive sizes")
         return self
+
+    @property
+    def unthrottled(self) -> bool:
+        """Whether the quota covered the threads (the batch's work at full speed)."""
+        return self.vcpu >= self.threads - 1e-9
 
 
 class IdlePoint(_Strict):
@@ -97,16 +104,33 @@ class CpuProfile(_Strict):
         description="[lo, hi] vCPUs the fit was measured over; planners consider only "
         "sizes inside it (an exponential fit says little beyond its data)",
     )
-    unthrottled: list[ThreadCurve] | None = Field(
+    measured: list[MeasuredCurve] | None = Field(
         None,
-        description="measured latencies on whole-vCPU allotments (measured by 'batchwise "
-        "profile'): the simulator's work at full speed, instead of the fit at the threads",
+        max_length=64,
+        description="the allotments as measured (written by 'batchwise profile'): where "
+        "present, planners and the simulator take latency from them (thread-aware, see "
+        "batchwise.perf.latency) instead of the exponential fit",
     )
     idle_slowdown: IdleSlowdown | None = Field(
         None,
         description="how much slower a batch runs after the instance sat idle (measured by "
         "'batchwise profile'; absent: as fast as back to back)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_unthrottled(cls, data: Any) -> Any:
+        """Profiles written on 2026-12-02 kept only the whole-vCPU cells, as
+        ``unthrottled: [{threads, …}]``: read them as measured at ``vcpu = threads``."""
+        if isinstance(data, dict) and "unthrottled" in data and "measured" not in data:
+            data = dict(data)
+            old = data.pop("unthrottled")
+            if isinstance(old, list):
+                old = [{"vcpu": float(c["threads"]), **c}
+                       if isinstance(c, dict) and isinstance(c.get("threads"), int)
+                       and "vcpu" not in c else c for c in old]  # fmt: skip
+            data["measured"] = old
+        return data
 
     @model_validator(mode="after")
     def _same_length(self) -> CpuProfile:

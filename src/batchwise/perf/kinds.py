@@ -25,7 +25,15 @@ from batchwise.perf.functions import (
     gpu_function,
     gpu_grid,
 )
-from batchwise.perf.latency import cpu_avg, cpu_max, gpu_avg, gpu_max, gpu_sm_avg, gpu_sm_max
+from batchwise.perf.latency import (
+    cpu_avg,
+    cpu_max,
+    gpu_avg,
+    gpu_max,
+    gpu_sm_avg,
+    gpu_sm_max,
+    measured_latency,
+)
 
 SIZE_EPS = 1e-4
 """Tolerance (vCPU, GB) when a plan's sizes are compared with a price book's (plans
@@ -104,7 +112,8 @@ class FunctionKind(ABC):
 
 
 class CpuKind(FunctionKind):
-    """``c`` vCPUs on the price book's grid; latency α·e^(−c/β)+γ per batch size."""
+    """``c`` vCPUs on the price book's grid; latency from the profile's measured allotments
+    where it keeps them (thread-aware), else its fit α·e^(−c/β)+γ per batch size."""
 
     name = "cpu"
     device = "cpu"
@@ -128,16 +137,22 @@ class CpuKind(FunctionKind):
         return 0 if cpu is None else cpu.max_batch * len(cpu_grid(prices, cpu))
 
     def avg(self, part: Any, fn: Function, batch: int) -> float:
-        return float(cpu_avg(part, batch, fn.vcpu))
+        m = measured_latency(part, fn.vcpu, batch, "avg_s")
+        return float(cpu_avg(part, batch, fn.vcpu) if m is None else m)
 
     def avg_upto(self, part: Any, fn: Function, batch: int) -> np.ndarray:
+        m = measured_latency(part, fn.vcpu, np.arange(1, batch + 1), "avg_s")
+        if m is not None:
+            return m
         p = np.asarray(part.avg[:batch], dtype=float)
         return p[:, 0] * np.exp(-fn.vcpu / p[:, 1]) + p[:, 2]
 
     def max(self, part: Any, fn: Function, batch: int) -> float:
         # Fitted separately, the "max" curve can dip under the "avg" one between
         # measured sizes; a maximum below the mean is never meant.
-        return float(max(cpu_max(part, batch, fn.vcpu), cpu_avg(part, batch, fn.vcpu)))
+        m = measured_latency(part, fn.vcpu, batch, "max_s")
+        top = cpu_max(part, batch, fn.vcpu) if m is None else m
+        return float(max(top, self.avg(part, fn, batch)))
 
     def unit_price(self, fn: Function, prices: PriceBook) -> float:
         return fn.vcpu * prices.vcpu_per_s + fn.memory_gb * prices.memory_per_gb_s

@@ -1,7 +1,9 @@
 """Latency models of HarmonyBatch (seconds), vectorised over function sizes.
 
 CPU, per batch size b: ``L(b, c) = alpha_b exp(-c / beta_b) + gamma_b`` (own triple for
-avg and max). GPU with m of M GB, time slice tau, ``L0(b) = xi1 b + xi2``:
+avg and max); where the profile keeps its measured allotments, a thread-aware rule over
+them instead (:func:`measured_latency`).
+GPU with m of M GB, time slice tau, ``L0(b) = xi1 b + xi2``:
 ``L_avg = (M/m) a L0 + h L0 / min(v, 1)`` and
 ``L_max = (ceil(a L0 / (m tau)) (M - m) tau + a L0) * k + h L0 / min(v, 1)``
 where a / h are the GPU / host shares, v the host vCPUs and k the overhead factor
@@ -27,6 +29,7 @@ def _exp(params: tuple[float, float, float], c: ArrayLike) -> np.ndarray:
 
 
 def cpu_avg(cpu: CpuProfile, batch: int, vcpu: ArrayLike) -> np.ndarray:
+    """The exponential fit's L_avg (what a profile without measured allotments has)."""
     return _exp(cpu.avg[batch - 1], vcpu)
 
 
@@ -36,18 +39,59 @@ def cpu_max(cpu: CpuProfile, batch: int, vcpu: ArrayLike) -> np.ndarray:
 
 def unthrottled(cpu: CpuProfile, threads: int, batch: int) -> tuple[float, float] | None:
     """(avg, max) of a batch's work at full speed on ``threads`` threads, from the profile's
-    measured whole-vCPU curve (interpolated over batch sizes, the last measured beyond);
-    None when that thread count was not measured.
+    measured allotment whose quota covered that many threads (interpolated over batch
+    sizes, the last measured beyond); None when none was measured.
 
     Why not the fit at ``threads`` vCPU: one exponential over the allotments bends
     through the fractional ones, whose threads share a quota, and missed the whole-vCPU
     cells by up to 25 % (MiniLM here, 1 vCPU, batch 8: fit 58 ms, measured 47 ms); the
     simulator's work at full speed then made every batch that much dearer than live."""
-    for curve in cpu.unthrottled or ():
-        if curve.threads == threads:
+    for curve in cpu.measured or ():
+        if curve.threads == threads and curve.unthrottled:
             avg = float(np.interp(batch, curve.batch, curve.avg_s))
             return avg, max(avg, float(np.interp(batch, curve.batch, curve.max_s)))
     return None
+
+
+def measured_latency(cpu: CpuProfile, vcpu: float, batch: ArrayLike,
+                     which: str) -> np.ndarray | None:  # fmt: skip
+    """Back-to-back latency (``which``: ``"avg_s"`` or ``"max_s"``) of batches of ``batch``
+    on a ``vcpu`` instance, from the profile's measured allotments run with the threads
+    such an instance runs (:func:`~batchwise.perf.cfs.instance_threads`); None when the
+    profile measured none with that many threads (the caller falls back to the fit).
+
+    The rule, per thread count t: a quota at or above t buys nothing more (t threads use
+    at most t cores: 1.2 vCPU on one thread is 1.0's latency); between two measured
+    allotments latency is linear in 1/vCPU (a throttled instance's time is its work ×
+    t / quota); below the smallest (or above the largest throttled one, where none covers
+    t) it scales with t / quota from the nearest one.
+
+    Why not the exponential through every allotment: it ignores that the allotments
+    run different thread counts. On this machine (MiniLM, 2026-12-02) 1.5 vCPU on two
+    threads was no faster than 1.0 on one (batch 8: 43.0 vs 43.7 ms) — the two threads
+    share 150 ms of quota per 100 ms period — while the fit said 34 ms there and 58 ms
+    at 1.0 (measured 44), so plans at 1.1–1.5 vCPU looked cheaper than they were and
+    plans went from one group to two between two profiles of the same hour."""
+    from batchwise.perf.cfs import instance_threads  # cfs is a leaf; keep the import local
+
+    t = instance_threads(vcpu)
+    cells: dict[float, Any] = {}
+    for curve in cpu.measured or ():
+        if curve.threads == t:
+            cells[min(curve.vcpu, float(t))] = curve
+    if not cells:
+        return None
+    b = np.asarray(batch, dtype=float)
+    vs = sorted(cells)
+    ys = [np.interp(b, cells[v].batch, getattr(cells[v], which)) for v in vs]
+    v = min(float(vcpu), float(t))
+    if v <= vs[0]:
+        return ys[0] * (vs[0] / v)
+    if v >= vs[-1]:
+        return ys[-1] * (vs[-1] / v)  # vs[-1] == t == v when the top one is unthrottled
+    i = int(np.searchsorted(vs, v)) - 1
+    w = (1 / v - 1 / vs[i]) / (1 / vs[i + 1] - 1 / vs[i])
+    return ys[i] + w * (ys[i + 1] - ys[i])
 
 
 def gpu_full(gpu: GpuProfile, batch: ArrayLike) -> np.ndarray:

@@ -6,7 +6,8 @@ Provisioning of a group ``(s1, R, T0)`` (see :mod:`batchwise.planner.table`):
   ``Lambda_b = min(s1, T0 - (b-1)/R)``; the SLO bound gives the smallest vCPU count
   ``c >= -beta' ln((Lambda_b - gamma') / alpha')`` (and the memory floor); the
   cost-optimal c is that bound, the largest size, or the interior minimum of
-  ``c L_avg(c)`` (root of ``alpha (1 - c/beta) e^{-c/beta} + gamma``).
+  ``c L_avg(c)`` (root of ``alpha (1 - c/beta) e^{-c/beta} + gamma``). A profile that
+  keeps its measured allotments has no such closed form: every feasible size is tried.
 * GPU (Theorem 2): for each memory size m, the largest batch b with
   ``L_max(b, m) <= Lambda_b``; keep the cheapest.
 
@@ -90,6 +91,11 @@ class TheoremProvisioner:
             return []
         p = self.prices
         rows = []
+        if cpu.measured:
+            # Latency from measured allotments (thread-aware) has no closed form to
+            # invert: every feasible size is a candidate (the caller keeps the cheapest).
+            return [i for (kind, _size, _b), i in self.index.items()
+                    if kind == "cpu" and self._ok(i, g)]  # fmt: skip
         for b in range(1, cpu.max_batch + 1):
             lam = _budget(g, b)
             alpha, beta, gamma = cpu.max[b - 1]

@@ -12,9 +12,12 @@ over the allotments (three or more), as :mod:`batchwise.perf.fit` does for the p
 profiles: the mean of each cell for "avg", its 99th percentile for "max". The fit
 error is reported per measured point.
 
-The whole-vCPU allotments' cells are also kept as measured (``unthrottled``): the
-simulator's work at full speed on that many threads, which one exponential through
-all allotments misses by up to 25 %. On those allotments (whose quota covers their
+Every allotment's cells are also kept as measured (``measured``, with the threads it
+ran): planners take latency from them by a thread-aware rule
+(:func:`~batchwise.perf.latency.measured_latency`) and the simulator its work at full
+speed from the whole-vCPU ones — one exponential through all allotments misses those by
+up to 25 %, as it cannot know that 1.5 vCPU runs two threads on a shared quota. On the
+whole-vCPU allotments (whose quota covers their
 runtime threads: 1 and 2 on two cores) every batch size is timed again in
 :data:`IDLE_REPEATS` pairs: a batch after :data:`~batchwise.perf.idle.PROBE_GAP_S` of
 sleep, then one back to back (pairs: the machine's drift between two separate series was
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from batchwise import aio
-from batchwise.config.profiles import CpuProfile, ModelProfile, ThreadCurve
+from batchwise.config.profiles import CpuProfile, MeasuredCurve, ModelProfile
 from batchwise.errors import ConfigError
 from batchwise.perf.cfs import instance_threads
 from batchwise.perf.fit import MAX_QUANTILE, fit_exponential
@@ -322,12 +325,12 @@ def profile_model(
     cpu, points = fit(cells)
     whole = {c for c in cells if idle.get(c)}  # fitted whole-vCPU allotments
     slowdown = fit_idle({instance_threads(c): idle[c] for c in whole})
-    curves = [ThreadCurve(threads=instance_threads(c), batch=list(sizes),
-                          avg_s=[float(np.mean(cells[c][b])) for b in sizes],
-                          max_s=[float(np.quantile(cells[c][b], MAX_QUANTILE)) for b in sizes])
-              for c in sorted(cells) if probes_idle(c)]  # fmt: skip
+    curves = [MeasuredCurve(vcpu=c, threads=instance_threads(c), batch=list(sizes),
+                            avg_s=[float(np.mean(cells[c][b])) for b in sizes],
+                            max_s=[float(np.quantile(cells[c][b], MAX_QUANTILE)) for b in sizes])
+              for c in sorted(cells)]  # fmt: skip
     cpu = cpu.model_copy(update={"memory_base_mb": round(rss, 1), "idle_slowdown": slowdown,
-                                 "unthrottled": curves or None})  # fmt: skip
+                                 "measured": curves or None})  # fmt: skip
     label = name or model
     return ProfileResult(label, ModelProfile(name=label, cpu=cpu), points, mechanism,
                          time.monotonic() - t0, rss, opts, dropped)  # fmt: skip
@@ -339,6 +342,8 @@ def profile_yaml(result: ProfileResult) -> str:
 
     head = [f"# batchwise profile of {result.name} on this machine ({os.cpu_count()} cores), "
             f"vCPU quota by {result.mechanism}, {result.seconds:.0f} s",
+            "# planners take latency from 'measured' below (thread-aware); the fit (avg, max)",
+            "# only for thread counts not measured. Fit errors at the measured points:",
             "# batch  vcpu   mean_s    p99_s  fit_avg_err  fit_max_err"]  # fmt: skip
     if result.dropped_vcpus:
         head.insert(1, "# not fitted (measured twice slower than less CPU: contention?): "
