@@ -24,7 +24,8 @@ from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect
 from batchwise.serving.setup import prepare
 
 SLEEP = '{"base_s": 0.005, "per_item_s": 0.001}'
-GRID = ["--batch-sizes", "1,2,4", "--vcpus", "0.2,0.4,0.6", "--repeats", "3"]
+GRID = ["--batch-sizes", "1,2,4", "--vcpus", "0.2,0.4,0.6", "--repeats", "3",
+        "--min-cell-seconds", "0"]
 
 
 def _run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -38,13 +39,19 @@ def _run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_profile_writes_a_profile_that_plan_accepts(tmp_path, capsys):
+    """Cells of short batches are timed past --repeats until they add up to
+    --min-cell-seconds (a throttled quota's batch time depends on the period's phase)."""
     out = tmp_path / "sleep.yaml"
-    code, stdout, _ = _run_cli(["profile", "sleep", "--options", SLEEP, *GRID, "-o", str(out),
+    grid = [*GRID[:-1], "0.08"]
+    code, stdout, _ = _run_cli(["profile", "sleep", "--options", SLEEP, *grid, "-o", str(out),
                                 "--json"], capsys)  # fmt: skip
     assert code == 0
     doc = json.loads(stdout)
     assert doc["cpu_quota"] in ("cgroup-v1", "cgroup-v2", "duty-cycle")
     assert len(doc["points"]) == 9 and doc["batch_sizes"] == [1, 2, 4]
+    for pt in doc["points"]:  # each batch takes 6-9 ms (more where throttled)
+        assert pt["samples"] > 3 and pt["samples"] * pt["mean_s"] >= 0.08 - 1e-9, pt
+        assert pt["samples"] * pt["mean_s"] < 0.08 + 2 * pt["p99_s"] + 0.05, pt
     # The sleep model takes 5 ms + 1 ms per item whatever its allotment: the fit says so.
     p = {(pt["batch"], pt["vcpu"]): pt for pt in doc["points"]}
     assert 0.004 < p[(1, 0.6)]["mean_s"] < 0.05 and p[(4, 0.6)]["mean_s"] > p[(1, 0.6)]["mean_s"]
@@ -89,6 +96,7 @@ def test_profile_keeps_whole_vcpu_cells_and_measures_their_idle_slowdown(tmp_pat
         (["--options", "[1]"], "--options"),
         (["--options", '{"nope": 1}'], "--options"),
         (["--repeats", "1"], "--repeats"),
+        (["--min-cell-seconds", "-1"], "--min-cell-seconds"),
     ],
 )
 def test_profile_refuses_bad_grids_before_starting_anything(args, field, capsys):

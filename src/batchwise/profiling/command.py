@@ -14,7 +14,13 @@ from rich.text import Text
 
 from batchwise.errors import ConfigError
 from batchwise.outputs import check_output_file, write_text
-from batchwise.profiling.cpu import DEFAULT_REPEATS, default_vcpus, profile_model, profile_yaml
+from batchwise.profiling.cpu import (
+    DEFAULT_REPEATS,
+    MIN_CELL_S,
+    default_vcpus,
+    profile_model,
+    profile_yaml,
+)
 
 
 def _numbers(text: str, option: str, kind: type) -> list:
@@ -65,6 +71,15 @@ def profile_command(
         ),
     ] = None,
     repeats: Annotated[int, typer.Option(help="Batches per cell.")] = DEFAULT_REPEATS,
+    min_cell_seconds: Annotated[
+        float,
+        typer.Option(
+            "--min-cell-seconds",
+            help="Keep timing a cell (more batches than --repeats) until its batches add "
+            "up to this many seconds: a throttled quota's batch time depends on the CFS "
+            "period's phase (0: exactly --repeats).",
+        ),
+    ] = MIN_CELL_S,
     name: Annotated[str | None, typer.Option(help="Model name in the profile file.")] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the profile YAML here.")
@@ -84,7 +99,8 @@ def profile_command(
             status.update(f"profiling {model}: {done}/{total} batches ({what})")
 
         try:
-            result = profile_model(model, opts, ".", sizes, allots, repeats, name, progress)
+            result = profile_model(model, opts, ".", sizes, allots, repeats, name, progress,
+                                   min_cell_seconds)
         except TypeError as exc:
             raise ConfigError(f"{exc}", field="--options") from None
         except ValueError as exc:

@@ -54,9 +54,20 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_REPEATS = 7
 MIN_VCPU = 0.1
 MIN_FIT_VCPUS = 3
+"""Allotments the exponential fit needs (alpha, beta, gamma)."""
 IDLE_REPEATS = 5
 """(idle, back-to-back) pairs per batch size on whole-vCPU allotments."""
-"""Allotments the exponential fit needs (alpha, beta, gamma)."""
+MIN_CELL_S = 0.5
+"""Batch time each cell is timed for at least (more batches than ``repeats`` where these
+are short): five CFS periods.
+
+Why: under a quota below its threads a batch's time depends on where in the 100 ms
+period it starts, so a cell of 7 batches of 8 ms (56 ms, inside one period) measured
+either the quota's full speed or its throttled rate. Four profiles of one hour put
+MiniLM at 0.5 vCPU, batch 1, at 8.5 / 13.9 / 11.0 / 16.6 ms, and at 1.5 vCPU, batch 8, at
+23.6 … 38.7 ms; the planner picked 0.5, 1.0 or 1.5 vCPU from them."""
+MAX_CELL_REPEATS = 400
+"""At most this many batches per cell, whatever ``min_cell_s`` asks."""
 IMPLAUSIBLE_RATIO = 1.5
 """An allotment whose batches run this much slower than with less CPU was measured under
 contention: it is measured again, then left out of the fit if it still is."""
@@ -168,9 +179,11 @@ def probes_idle(vcpu: float) -> bool:
 async def measure_allotment(
     model: str, options: dict[str, Any], base: str, vcpu: float, batch_sizes: Sequence[int],
     repeats: int, records: list[Any], tick: Callable[[], None], idle_repeats: int = 0,
+    min_cell_s: float = MIN_CELL_S,
 ) -> tuple[Cells, Pairs, str, float]:  # fmt: skip
-    """Latencies per batch size on one warm instance with ``vcpu``, back to back, and
-    ``idle_repeats`` (after an idle sleep, right after it) pairs; its quota and RSS (MB)."""
+    """Latencies per batch size on one warm instance with ``vcpu``, back to back (at least
+    ``repeats`` and ``min_cell_s`` of batch time each), and ``idle_repeats`` (after an idle
+    sleep, right after it) pairs; its quota and RSS (MB)."""
     threads = instance_threads(vcpu)
     cfg = InstanceConfig(model, options, base, vcpu=vcpu, threads=threads,
                          warmup_batch=max(batch_sizes))  # fmt: skip
@@ -187,16 +200,19 @@ async def measure_allotment(
             out: Cells = {}
             idle: Pairs = {}
 
-            async def one(r: int, b: int) -> float:
+            async def one(r: int, b: int, count: bool = True) -> float:
                 start = (r * b) % max(1, len(records) - b)
                 fut = loop.create_future()
                 pool.submit(Batch(r, [_Item(x) for x in records[start:start + b]], fut))
                 _, busy = await fut
-                tick()
+                if count:  # progress counts the planned batches; extra ones fill a cell
+                    tick()
                 return busy
 
             for b in batch_sizes:
                 out[b] = [await one(r, b) for r in range(repeats)]
+                while sum(out[b]) < min_cell_s and len(out[b]) < MAX_CELL_REPEATS:
+                    out[b].append(await one(len(out[b]), b, count=False))
             for b in batch_sizes if idle_repeats else ():
                 idle[b] = []
                 for r in range(idle_repeats):
@@ -278,12 +294,15 @@ def profile_model(
     model: str, options: dict[str, Any] | None = None, base: str = ".",
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, vcpus: Sequence[float] | None = None,
     repeats: int = DEFAULT_REPEATS, name: str | None = None, progress: Progress | None = None,
+    min_cell_s: float = MIN_CELL_S,
 ) -> ProfileResult:  # fmt: skip
     """Measure ``model`` over ``batch_sizes`` × ``vcpus`` and fit its CPU profile."""
     opts = dict(options or {})
     vc = tuple(vcpus or default_vcpus())
     sizes = tuple(sorted(batch_sizes))
     check_grid(sizes, vc, repeats)
+    if not 0 <= min_cell_s <= 60:
+        raise ConfigError("--min-cell-seconds must be in 0..60", field="--min-cell-seconds")
     runner = construct(model, opts, base, "model")  # options are checked before any start
     inputs = getattr(runner, "inputs", ()) or ()
     if not inputs:
@@ -306,13 +325,14 @@ def profile_model(
                     progress(f"{c:g} vCPU", done[0], total)
 
             cells[c], idle[c], mech, r = await measure_allotment(
-                model, opts, base, c, sizes, repeats, records, tick, idle_reps[c])
+                model, opts, base, c, sizes, repeats, records, tick, idle_reps[c], min_cell_s)
             rss = max(rss, r)
         for c in implausible_allotments(cells):  # once more, now the machine may be quiet
             if progress:
                 progress(f"{c:g} vCPU again (slower than less CPU)", done[0], total)
             cells[c], idle[c], _, _ = await measure_allotment(
-                model, opts, base, c, sizes, repeats, records, lambda: None, idle_reps[c])
+                model, opts, base, c, sizes, repeats, records, lambda: None, idle_reps[c],
+                min_cell_s)
         return cells, idle, mech, rss
 
     cells, idle, mechanism, rss = aio.run(run())
