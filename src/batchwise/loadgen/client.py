@@ -36,7 +36,7 @@ import aiohttp
 import numpy as np
 from yarl import URL
 
-from batchwise import aio
+from batchwise import aio, heap
 from batchwise.errors import ConfigError
 from batchwise.loadgen.report import (
     CANCELLED,
@@ -519,6 +519,7 @@ async def _run(base: str, opts: LoadOptions, trace: ArrivalTrace | None,
                         on_progress)  # fmt: skip
         if engine_ready is not None:
             engine_ready(engine)
+        heap.settle()  # a full collection mid-run is a pause in every latency it measures
         cpu0 = time.process_time()
         with _stop_on_signals(engine):
             elapsed = await engine.run()

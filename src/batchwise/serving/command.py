@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from batchwise import aio
+from batchwise import aio, heap
 from batchwise.errors import ConfigError
 from batchwise.outputs import check_output_file, write_text
 from batchwise.scaling.rates import ESTIMATORS
@@ -175,6 +175,7 @@ def serve_command(
             if server.ready():
                 say(f"ready: {', '.join(server.apps[:8])}{' …' if len(server.apps) > 8 else ''}"
                     f" at {gateway.url}/v2/models/APP/infer")  # fmt: skip
+                heap.settle()  # this process is the gateway now: start-up out of gc's walks
                 break
             failure = gateway.start_error()
             if failure is not None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchwise import heap
 from batchwise.backends.local import MASTER_PID_ENV, die_with_parent
 from batchwise.resources.cpu_quota import DUTY_CYCLE, CpuQuota, DutyCycle
 from batchwise.runtime.base import Runner, TensorSpec
@@ -75,6 +76,7 @@ class Instance:
         records = example_records(self.model, self.cfg.warmup_batch)
         if records:
             self.run(records)
+        heap.settle()  # the model's objects live as long as the process: out of gc's walks
 
     def run(self, records: list[Any]) -> tuple[list[Any], float]:
         """Outputs of one batch and its service time (s), resting after it if duty-cycled.
