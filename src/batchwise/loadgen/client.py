@@ -517,9 +517,9 @@ async def _run(base: str, opts: LoadOptions, trace: ArrivalTrace | None,
             )
         engine = Engine(session, base, served, sched, app, trace.duration_s, opts.window_s,
                         on_progress)  # fmt: skip
-        if engine_ready is not None:
-            engine_ready(engine)
         heap.settle()  # a full collection mid-run is a pause in every latency it measures
+        if engine_ready is not None:  # last before the run: a caller's timer starts with it
+            engine_ready(engine)
         cpu0 = time.process_time()
         with _stop_on_signals(engine):
             elapsed = await engine.run()
