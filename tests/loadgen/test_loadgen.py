@@ -6,6 +6,7 @@ process, the stand-in (``loadstub.py``) in its own process.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import signal
@@ -36,6 +37,7 @@ from batchwise.loadgen.command import load_command
 from batchwise.loadgen.report import (
     CANCELLED,
     NOT_SENT,
+    RECORD_FIELDS,
     TIMEOUT,
     Measurement,
     plot_timeline,
@@ -124,9 +126,9 @@ def _documented() -> tuple[set[str], set[str], set[str]]:
 
 
 def test_cli_json_has_exactly_the_documented_fields_and_writes_the_plot(gw, tmp_path):
-    png = tmp_path / "out" / "load.png"
-    res = CliRunner().invoke(_cli(), ["load", gw.url, "--duration", "3", "--window", "1",
-                                      "--json", "--plot", str(png)])  # fmt: skip
+    png, rows = tmp_path / "out" / "load.png", tmp_path / "out" / "requests.csv"
+    res = CliRunner().invoke(_cli(), ["load", gw.url, "--duration", "3", "--window", "1", "--json",
+                                      "--plot", str(png), "--records", str(rows)])  # fmt: skip
     assert res.exit_code == 0, (res.output, res.exception)
     r = json.loads(res.stdout)
     names, per_app, per_window = _documented()
@@ -137,6 +139,18 @@ def test_cli_json_has_exactly_the_documented_fields_and_writes_the_plot(gw, tmp_
         assert set(w) == per_window
     _assert_accounted(r)
     assert r["plot"] == str(png) and png.stat().st_size > 10_000
+    assert r["records"] == str(rows)
+    with rows.open() as f:
+        got = list(csv.DictReader(f))
+    assert len(got) == r["scheduled"] and set(got[0]) == set(RECORD_FIELDS)
+    assert [float(g["sched_s"]) for g in got] == sorted(float(g["sched_s"]) for g in got)
+    for app, row in r["apps"].items():  # the rows add up to the report, app by app
+        mine = [g for g in got if g["app"] == app]
+        assert len(mine) == row["scheduled"]
+        assert sum(g["status"] == "200" for g in mine) == row["ok"]
+        assert sum(g["status"] == "503" for g in mine) == row["rejected"]
+        ok = sorted(float(g["latency_s"]) for g in mine if g["status"] == "200")
+        assert ok and all(float(g["sent_late_s"]) > -0.001 for g in mine)
     assert "load " in res.stderr and "sent" in res.stderr  # progress, one line per window
 
 
@@ -285,6 +299,7 @@ def test_a_gateway_that_is_not_ready_is_refused():
         (["--seed", "-1"], "--seed"),
         (["--trace", "poisson:x"], "poisson"),
         (["--plot", "x.txt"], "--plot"),
+        (["--records", "x.png"], "--records"),
     ],
 )
 def test_bad_options_are_refused_before_contacting_the_gateway(args, field):

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batchwise import heap
 from batchwise.backends.ray import connect, ray_module
 from batchwise.batch.backends import WorkerExit
 from batchwise.batch.errors import WorkerCrashed
@@ -127,6 +128,7 @@ class WorkerActor:
                                  owner, lambda: RemoteTable(coordinator), cpus)  # fmt: skip
         except Exception as exc:  # whatever the model's constructor raised: the job stops
             return {"fatal": str(exc) or type(exc).__name__}
+        heap.settle()  # as a local worker: the loaded models out of the collector's walks
         try:
             stats = self.worker.run()
         except WorkerCrashed as exc:

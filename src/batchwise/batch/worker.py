@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchwise import heap
 from batchwise.backends.local import MASTER_PID_ENV, die_with_parent
 from batchwise.batch.backends import CRASH_EXIT, FATAL_EXIT, marker_path, write_fatal
 from batchwise.batch.errors import WorkerCrashed
@@ -374,6 +375,7 @@ def main() -> None:
     except Exception as exc:  # whatever the model's constructor raised: the job stops
         write_fatal(out, owner, "start", str(exc) or type(exc).__name__)
         os._exit(FATAL_EXIT)
+    heap.settle()  # models loaded: their objects out of the collector's walks (batchwise.heap)
     marker_path(out, owner, "ready").touch()
     signal.signal(signal.SIGTERM, lambda *_: worker.draining.set())
     try:

@@ -62,6 +62,10 @@ def load_command(
         float, typer.Option(help="Timeline window and progress interval (s).")
     ] = 10.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a timeline PNG here.")] = None,
+    records: Annotated[
+        Path | None,
+        typer.Option("--records", help="Write every request's outcome here (CSV, one row each)."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
@@ -86,7 +90,13 @@ def load_command(
     Ctrl-C and 143 after SIGTERM (the partial report is printed).
     """
     from batchwise.loadgen.client import LoadOptions, check_target, run_load
-    from batchwise.loadgen.report import plot_timeline, print_report, summarize, trace_title
+    from batchwise.loadgen.report import (
+        plot_timeline,
+        print_report,
+        summarize,
+        trace_title,
+        write_records,
+    )
 
     in_range("--duration", duration, 1.0, MAX_LOAD_DURATION_S)
     in_range("--rate-scale", rate_scale, 0.0, MAX_RATE_SCALE, low_open=True)
@@ -100,6 +110,8 @@ def load_command(
     check_target(target, allow_remote)
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
+    if records is not None:
+        check_output_file(records, "--records", ".csv")
     opts = LoadOptions(target=target, traces=traces, duration_s=duration, rate_scale=rate_scale,
                        seed=seed, window_s=window, timeout_s=timeout, token=token or None,
                        allow_remote=allow_remote)  # fmt: skip
@@ -110,9 +122,13 @@ def load_command(
     if plot is not None:
         plot_timeline(m, plot, trace_title(traces, rate_scale))
         report["plot"] = str(plot)
+    if records is not None:
+        report["records"] = str(write_records(m, records))
     out = emit_report(report, as_json, print_report)
     if out is not None and plot is not None:
         out.print(f"plot written to {plot}", markup=False, highlight=False)
+    if out is not None and records is not None:
+        out.print(f"records written to {records}", markup=False, highlight=False)
     if m.interrupted:
         raise typer.Exit(128 + m.stop_signal if m.stop_signal else EXIT_INTERRUPTED)
 

@@ -2,8 +2,8 @@
 
 :class:`Measurement` holds one record per scheduled request (parallel numpy arrays)
 plus the gateway's counters read before and after the run; :func:`summarize` turns
-it into the report. Nothing here does I/O except :func:`print_report` (a console)
-and :func:`plot_timeline` (a PNG); neither reads a clock.
+it into the report. Nothing here does I/O except :func:`print_report` (a console),
+:func:`plot_timeline` (a PNG) and :func:`write_records` (a CSV); none reads a clock.
 
 Every scheduled request ends in exactly one category: ``ok`` (2xx), ``rejected``
 (503: refused by admission or no instance), ``errors`` (any other HTTP code, or a
@@ -62,6 +62,10 @@ field                          meaning
 ``poll_errors``                ``/v1/plan`` polls during the run that got no answer
 ``warnings``                   what could not be measured, one sentence each
 ``plot``                       the ``--plot`` PNG written, or ``null``
+``records``                    the ``--records`` CSV written, or ``null``: one row per
+                               scheduled request (``sched_s``, ``app``, ``status``: the
+                               HTTP code, a client error's name or ``not_sent``,
+                               ``latency_s`` from the scheduled send, ``sent_late_s``)
 ``apps``                       per app: ``scheduled``, ``requests``, ``ok``, ``rejected``,
                                ``errors``, ``by_code``, ``slo_s``, ``slo_attainment``,
                                ``admitted_fraction``, ``p50_s``, ``p99_s``, ``reject_p99_s``,
@@ -80,6 +84,7 @@ one of the plan served at the start.
 
 from __future__ import annotations
 
+import csv
 import math
 import textwrap
 from collections.abc import Sequence
@@ -344,6 +349,7 @@ def summarize(m: Measurement) -> dict[str, Any]:
         "poll_errors": m.poll_errors,
         "warnings": list(m.warnings),
         "plot": None,
+        "records": None,
         "apps": apps,
         "timeline": _timeline(m),
     }
@@ -425,6 +431,30 @@ def _series_labels(m: Measurement) -> tuple[bool, list[str], list[float | None]]
     if len(m.apps) <= MAX_PLOT_APPS:
         return True, list(m.apps), [m.slos.get(a) for a in m.apps]
     return False, ["all apps"], [min(m.slos.values(), default=None)]
+
+
+RECORD_FIELDS = ("sched_s", "app", "status", "latency_s", "sent_late_s")
+
+
+def write_records(m: Measurement, path: str | Path) -> Path:
+    """Every scheduled request as a CSV row (:data:`RECORD_FIELDS`), in scheduled order.
+
+    Why: a report's percentiles say how many requests were late, not which, when or by
+    how much; the rows let a user find out (late ones bunched after a burst, one app's
+    refusals, the generator's own lateness), as vegeta's and k6's result files do."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(RECORD_FIELDS)
+        columns = (m.sched_s, m.app, m.status, m.latency_s, m.late_s)
+        for t, a, code, lat, late in zip(*(c.tolist() for c in columns), strict=True):
+            status = ("not_sent" if code == NOT_SENT
+                      else CLIENT_ERRORS.get(code, str(code)))  # fmt: skip
+            out.writerow((f"{t:.6f}", m.apps[a], status,
+                          "" if math.isnan(lat) else f"{lat:.6f}",
+                          "" if math.isnan(late) else f"{late:.6f}"))  # fmt: skip
+    return path
 
 
 def plot_timeline(m: Measurement, path: str | Path, title: str = "") -> Path:
