@@ -118,6 +118,26 @@ def test_the_stretch_is_a_high_quantile_of_actual_over_predicted_waits_within_bo
     assert slower.value(0.0) == slower.most  # one bad spell cannot shut admission
 
 
+def test_the_stretch_remembers_a_slow_spell_for_memory_s_however_many_samples_follow():
+    s = WaitStretch()
+    for i in range(64):  # a slow spell: waits twice the replay's
+        s.learn(i / 64, 1.0, 2.0)
+    for i in range(2000):  # then 3 s of on-time waits, far more samples than the spell's
+        s.learn(1.0 + 3.0 * i / 2000, 1.0, 1.0)
+    assert s.value(4.0) == pytest.approx(2.0, abs=0.01)  # 64 of 2064 over the 99.5th pct
+    for i in range(64):  # past the memory: the spell is forgotten, not the on-time ones
+        s.learn(s.memory_s + 1.5 + i / 64, 1.0, 1.0)
+    assert s.value(s.memory_s + 2.5) == pytest.approx(1.0)
+
+
+def test_after_a_quiet_spell_the_stretch_is_not_cold_again():
+    s = WaitStretch()
+    for _ in range(64):
+        s.learn(0.0, 1.0, 1.0)
+    s.learn(100.0, 1.0, 1.0)  # the first queued request in a while: the rest expired
+    assert s.value(100.0) == 1.0  # learned once: it does not fall back to ``cold``
+
+
 def test_the_stretch_decays_towards_one_without_new_evidence():
     s = WaitStretch()
     for _ in range(64):
