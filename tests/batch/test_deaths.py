@@ -36,7 +36,7 @@ def test_records_that_kill_their_worker_are_quarantined_and_their_shard_mates_co
     bad = {r["record"]: r["error"] for r in report["quarantined_records"]}
     assert sorted(bad) == ["in.jsonl:24", "in.jsonl:48"]
     assert bad["in.jsonl:24"] == (
-        "worker: died 2 times computing this record alone (last: exit status 70)"
+        "worker: died 3 times computing this record alone (last: exit status 70)"
     )
     assert bad["in.jsonl:48"].endswith("(last: killed by SIGKILL)")
     got = outputs(Path(report["output"]))

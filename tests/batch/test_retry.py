@@ -37,9 +37,9 @@ def test_deaths_count_as_attempts_and_guard_the_last_one():
     assert not p.after_death(4, deaths=4, now=5.0).retry
 
 
-def test_a_record_is_quarantined_after_killing_its_worker_twice_alone():
+def test_a_record_is_quarantined_after_killing_its_worker_three_times_alone():
     p = RetryPolicy()
-    assert not p.record_killed(1) and p.record_killed(2)
+    assert not p.record_killed(2) and p.record_killed(3)
     assert RetryPolicy(kills_to_quarantine=1).record_killed(1)
     with pytest.raises(ValueError):
         RetryPolicy(kills_to_quarantine=0)

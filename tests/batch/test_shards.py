@@ -136,7 +136,7 @@ def test_a_worker_death_uses_up_the_attempt_and_the_last_attempt_is_guarded(tabl
     assert table.quarantined() == []
 
 
-def test_a_guarded_death_names_its_record_which_is_quarantined_on_the_second(table):
+def test_a_guarded_death_names_its_record_which_is_quarantined_on_the_third(table):
     table.lease("w1", 0.0, LEASE_S)
     table.worker_died("w1", "exit status 70", 0.0)  # attempt 1 of 2: the next is guarded
     lease = table.lease("w2", 0.0, LEASE_S)
@@ -146,9 +146,13 @@ def test_a_guarded_death_names_its_record_which_is_quarantined_on_the_second(tab
     lease = table.lease("w3", 1.0, LEASE_S)
     assert lease.suspects == ("f0.txt:3",)  # computed first, alone
     assert table.mark(lease, "record", "f0.txt:3")
-    table.worker_died("w3", "killed by SIGKILL", 2.0)
+    table.worker_died("w3", "exit status 70", 2.0)
     lease = table.lease("w4", 2.0, LEASE_S)
-    why = "died 2 times computing this record alone (last: killed by SIGKILL)"
+    assert lease.suspects == ("f0.txt:3",) and lease.killers == ()  # two kills: still a suspect
+    assert table.mark(lease, "record", "f0.txt:3")
+    table.worker_died("w4", "killed by SIGKILL", 3.0)
+    lease = table.lease("w5", 3.0, LEASE_S)
+    why = "died 3 times computing this record alone (last: killed by SIGKILL)"
     assert lease.killers == (("f0.txt:3", why),) and lease.suspects == ()
     assert table.bad_records() == [{"shard": lease.shard_id, "record": "f0.txt:3",
                                     "error": f"worker: {why}"}]  # fmt: skip
