@@ -57,6 +57,9 @@ def test_start_drain_and_kill_real_processes(sleeper: Path):
     assert ended["a"].code == 0
     assert ended["b"].code == -signal.SIGKILL and ended["b"].describe() == "killed by SIGKILL"
     assert backend.names() == []
+    # Whoever waits for one of them sees its end after another caller's poll reaped it.
+    assert backend.exit_code("a") == 0 and backend.exit_code("b") == -signal.SIGKILL
+    assert backend.exit_code("never-started") is None
     assert isinstance(backend.free_cpus(0.0), float)
     backend.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -130,6 +131,25 @@ def test_a_gateway_whose_loop_runs_late_refuses_before_parsing_then_recovers():
             time.sleep(0.1)
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200
+
+
+def test_stop_ends_every_instance_without_waiting_out_the_reap_timeout():
+    # The plan's instance and its warm standby: two leave together on stop, and the
+    # second one's exit was reaped by the first one's poll (it used to wait 10 s for it).
+    gw = sleep_gateway([("a", 0.5, 5.0)]).start_thread()
+    pool = gw.server.groups[0].pool
+    t_end = time.monotonic() + 30
+    while len(pool.members) < 2 and time.monotonic() < t_end:
+        time.sleep(0.05)
+    pids = pool.backend.pids()
+    assert len(pids) >= 2, list(pool.members)
+    for _ in range(5):
+        assert _post(f"{gw.url}/v2/models/a/infer", infer_body(1))[0] == 200
+    t0 = time.monotonic()
+    gw.stop()
+    assert time.monotonic() - t0 < 5.0
+    assert pool.members == {} and pool.backend.names() == []
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]  # ended and reaped
 
 
 def test_graceful_shutdown_answers_in_flight_requests():

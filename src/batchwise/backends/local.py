@@ -88,16 +88,22 @@ class CpuMeter:
         return max(0.0, total - own)
 
 
+REMEMBERED_EXITS = 1024
+"""Exit codes kept after ``poll`` reaped their processes (the newest ones)."""
+
+
 class LocalProcesses:
     """``python -m MODULE`` children of this process, one per instance."""
 
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
+        self._ended: dict[str, int] = {}  # exit codes of the ones ``poll`` reaped, newest last
         self._meter = CpuMeter()
 
     def start(self, name: str, spec: InstanceSpec) -> None:
         if name in self.procs:
             raise ValueError(f"instance {name!r} is already running")
+        self._ended.pop(name, None)
         env = dict(os.environ)
         env.update(spec.env)
         env[MASTER_PID_ENV] = str(os.getpid())
@@ -118,8 +124,20 @@ class LocalProcesses:
             code = p.poll()
             if code is not None:
                 del self.procs[name]
+                self._ended[name] = code
                 ended.append(InstanceExit(name, code))
+        while len(self._ended) > REMEMBERED_EXITS:
+            del self._ended[next(iter(self._ended))]
         return ended
+
+    def exit_code(self, name: str) -> int | None:
+        """``name``'s exit status once it ended, None while it runs (or was never started).
+
+        Also after a ``poll`` reaped it: whoever waits for one instance to end must not
+        depend on nobody else having polled first. (A pool closing two instances waited
+        out its 10 s reap timeout for the second, which the first one's poll had reaped.)"""
+        p = self.procs.get(name)
+        return p.poll() if p is not None else self._ended.get(name)
 
     def drain(self, name: str) -> None:
         if name in self.procs:

@@ -228,8 +228,7 @@ class GroupPool:
             self.scale_to(self.target)
 
     def _exit_code(self, name: str) -> int | None:
-        proc = self.backend.procs.get(name)
-        return None if proc is None else proc.poll()
+        return self.backend.exit_code(name)
 
     def resizable(self) -> bool:
         """Can the controller change its instances' vCPU from outside? Only through their
