@@ -351,6 +351,11 @@ def simulate_cmd(
         typer.Option("--batch-order", help="Finite mode: 'arrival' or 'deadline', as serve "
                      "--batch-order [default: arrival]."),
     ] = None,
+    overload_share: Annotated[
+        str | None,
+        typer.Option("--overload-share", help="Finite mode: 'first-come' or 'even', as serve "
+                     "--overload-share [default: first-come]."),
+    ] = None,
     standby: Annotated[
         int | None,
         typer.Option(help="With --autoscale: warm standby instances per group, as serve "
@@ -380,7 +385,8 @@ def simulate_cmd(
     if plot is not None:
         check_output_file(plot, "--plot", ".png")
     pool = _pool(instances, max_instances, cold_start, overhead, cpu_period_ms, admission,
-                 autoscale, cores, batch_order, standby, idle_slowdown)  # fmt: skip
+                 autoscale, cores, batch_order, standby, idle_slowdown,
+                 overload_share)  # fmt: skip
     p, profile, prices, apps = load_plan_context(plan_file)
     out = run_simulation(
         p,
@@ -406,7 +412,8 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
           overhead: float | None = None, cpu_period_ms: float | None = None,
           admission: bool | None = None, autoscale: bool = False,
           cores: float | None = None, batch_order: str | None = None,
-          standby: int | None = None, idle_slowdown: bool | None = None) -> Any:  # fmt: skip
+          standby: int | None = None, idle_slowdown: bool | None = None,
+          overload_share: str | None = None) -> Any:  # fmt: skip
     from batchwise.perf.cfs import DEFAULT_PERIOD_S
     from batchwise.serving.deadlines import DEFAULT_OVERHEAD_S
     from batchwise.sim.instances import PoolSpec
@@ -422,6 +429,7 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     if instances is None and not autoscale:
         for name, v in (("--max-instances", max_instances), ("--overhead", overhead),
                         ("--cpu-period-ms", cpu_period_ms), ("--batch-order", batch_order),
+                        ("--overload-share", overload_share),
                         ("--admission/--no-admission", admission),
                         ("--idle-slowdown/--no-idle-slowdown", idle_slowdown)):  # fmt: skip
             if v is not None:
@@ -434,6 +442,11 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     if batch_order is not None and batch_order not in ORDERS:
         raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {batch_order!r}",
                           field="--batch-order")  # fmt: skip
+    from batchwise.serving.group_core import FIRST_COME, SHARES
+
+    if overload_share is not None and overload_share not in SHARES:
+        raise ConfigError(f"must be one of {', '.join(SHARES)}, got {overload_share!r}",
+                          field="--overload-share")  # fmt: skip
     plan_start = instances is None
     instances = 1 if instances is None else instances
     in_range("--instances", instances, 1, MAX_INSTANCES)
@@ -450,6 +463,7 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     return PoolSpec(instances, top, cold_start, overhead, period_s,
                     admission=True if admission is None else admission, autoscale=autoscale,
                     cores=cores, plan_start=plan_start, batch_order=batch_order or ARRIVAL,
+                    overload_share=overload_share or FIRST_COME,
                     standby=1 if standby is None else standby,
                     idle_slowdown=idle_slowdown is not False)  # fmt: skip
 

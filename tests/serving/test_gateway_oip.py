@@ -143,12 +143,13 @@ def test_openapi_docs_list_the_protocol_routes(gw):
 
 
 def test_deadline_order_serves_over_http_and_says_so():
-    """--batch-order deadline: the same protocol, both apps answered, the order reported."""
+    """--batch-order deadline (and an even overload share): the same protocol, both apps
+    answered, the order and the share reported."""
     from concurrent.futures import ThreadPoolExecutor
 
     from batchwise.serving.server import ServeOptions
 
-    with sleep_gateway(APPS, ServeOptions(batch_order="deadline")) as g:
+    with sleep_gateway(APPS, ServeOptions(batch_order="deadline", overload_share="even")) as g:
 
         def one(app: str) -> int:
             return _request(g, "POST", f"/v2/models/{app}/infer", infer_body(1),
@@ -158,4 +159,4 @@ def test_deadline_order_serves_over_http_and_says_so():
             codes = list(ex.map(one, ["slow", "fast"] * 20))
         code, _, doc = _request(g, "GET", "/v1/plan")
     assert codes == [200] * 40
-    assert code == 200 and doc["batch_order"] == "deadline"
+    assert code == 200 and doc["batch_order"] == "deadline" and doc["overload_share"] == "even"

@@ -118,3 +118,46 @@ def test_the_wait_stretch_is_the_groups_in_arrival_order_and_each_apps_in_deadli
     assert c.queue_stretch(env.now) == pytest.approx(2.0)
     b_stretch = c._stretch("b").value(env.now)
     assert b_stretch == (pytest.approx(2.0) if shared else 1.5)  # 1.5: b's own, still cold
+
+
+
+def _two_apps(share: str) -> tuple[GroupCore, Environment]:
+    """Arrival order, no instance free: 3 loose items buffered, one full batch queued."""
+    fn = cpu_fn(4, 2.0)  # VGG19, batch 4: ~0.6 s a full batch
+    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 6.0}, fn, 4)
+    env = Environment()
+    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), lambda b: None, gate=lambda: False,
+                  share=share)  # fmt: skip
+    for i in range(3):
+        c.batcher.submit(i, "loose")
+    return c, env
+
+
+@pytest.mark.parametrize(("share", "admitted"), [("first-come", True), ("even", False)])
+def test_an_even_share_holds_a_loose_request_to_the_tight_apps_slo_while_it_is_active(
+    share: str, admitted: bool
+) -> None:
+    """A queue the loose app can wait out (~3.5 s of it) but the tight one cannot: under
+    first-come the loose request is admitted (and the tight ones arriving behind it are
+    refused); under an even share it is refused too, so the queue stays short enough for
+    the tight app's next requests."""
+    c, env = _two_apps(share)
+    c.arrivals.add("tight", env.now)  # the tight app is active
+    busy = c.snapshot(env.now, [4], [env.now + 1.0])
+    loose = c.admit("loose", 1, env.now + 6.0, busy)
+    assert loose.queued and loose.admit is admitted
+    assert loose.finish_s < env.now + 6.0 - 0.005 if admitted else loose.finish_s > 2.5
+
+
+def test_an_even_share_forgets_a_tight_app_that_stopped_sending():
+    c, env = _two_apps("even")
+    c.arrivals.add("tight", env.now)
+    assert not c.admit("loose", 1, env.now + 6.0, c.snapshot(env.now, [4], [1.0])).admit
+    env.run(until=10.0)  # 10 s without a tight request: only the loose app is active
+    busy = c.snapshot(env.now, [4], [env.now + 1.0])
+    assert c.admit("loose", 1, env.now + 6.0, busy).admit
+
+
+def test_an_unknown_share_is_refused():
+    with pytest.raises(ValueError, match="share"):
+        _two_apps("fair")

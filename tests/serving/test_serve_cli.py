@@ -213,6 +213,7 @@ def test_serve_option_errors_are_one_line(tmp_path, capsys):
     for args, field in [(["--port", "70000"], "--port"), (["--backend", "k8s"], "--backend"),
                         (["--max-body", "10"], "--max-body"),
                         (["--batch-order", "edf"], "--batch-order"),
+                        (["--overload-share", "fair"], "--overload-share"),
                         (["--standby", "-1"], "--standby"),
                         (["--rate-floor", "1.5"], "--rate-floor"),
                         (["--rate-floor", "nan"], "--rate-floor")]:  # fmt: skip

@@ -200,6 +200,26 @@ def test_under_overload_the_tight_app_is_served_first_and_the_loose_one_refused(
     assert tight.slo_violation_rate < 0.02 and loose.slo_violation_rate < 0.02
 
 
+def test_an_even_overload_share_admits_each_app_about_as_often():
+    """The same two apps at twice the instance's capacity, arrival order. First-come: the
+    loose app's queue fills the instance (the tight app under 10 % admitted). An even
+    share holds every request to the tight app's SLO while it sends: both apps are
+    admitted at about the same rate, as much goodput is served, all of it on time."""
+    fn = cpu_fn(1, 1.0)  # ~0.46 s a batch of 1: ~2.2 req/s
+    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 1.5, "loose": 6.0}, fn, 1)
+    trace = poisson_trace({"tight": 1.0, "loose": 3.0}, 600.0, seed=5)
+    even = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1,
+                    pool=PoolSpec(1, 1, overload_share="even"))  # fmt: skip
+    fifo = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1))
+    tight, loose = even.apps["tight"], even.apps["loose"]
+    assert fifo.apps["tight"].admitted_fraction < 0.1
+    assert tight.admitted_fraction > 0.3
+    assert abs(tight.admitted_fraction - loose.admitted_fraction) < 0.15
+    served = [r.requests - r.rejected for r in (even, fifo)]
+    assert served[0] > 0.9 * served[1]
+    assert tight.slo_violation_rate < 0.02 and loose.slo_violation_rate < 0.02
+
+
 def test_a_batch_after_an_idle_spell_takes_the_slowdown_back_to_back_ones_do_not():
     pool = InstancePool(PoolSpec(warm=1, max=1, cpu_period_s=None))
     slow = lambda idle_s: 1.5 if idle_s >= 0.025 else 1.0  # noqa: E731

@@ -230,6 +230,11 @@ class WaitStretch:
         return 1.0 + (self._value - 1.0) * decay
 
 
+ACTIVE_COUNT = 0.5
+"""An app is *active* while its decayed arrival count is at least this: one request
+within the last ``tau_s · ln 2`` (1.4 s), or a few spread over longer."""
+
+
 @dataclass
 class ArrivalRate:
     """Items per second offered by each app lately: a count decaying with ``tau_s``.
@@ -252,6 +257,10 @@ class ArrivalRate:
 
     def apps(self) -> list[str]:
         return list(self._count)
+
+    def active(self, now: float, min_count: float = ACTIVE_COUNT) -> list[str]:
+        """The apps that offered anything lately (their decayed count >= ``min_count``)."""
+        return [a for a in self._count if self._decayed(a, now) >= min_count]
 
     def _decayed(self, app: str, now: float) -> float:
         c = self._count.get(app, 0.0)

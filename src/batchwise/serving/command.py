@@ -20,6 +20,7 @@ from batchwise.outputs import check_output_file, write_text
 from batchwise.scaling.rates import ESTIMATORS
 from batchwise.serving.batcher import ORDERS
 from batchwise.serving.gateway import DEFAULT_MAX_BODY
+from batchwise.serving.group_core import SHARES
 from batchwise.serving.http_server import Gateway
 from batchwise.serving.server import ServeOptions, Server
 from batchwise.serving.setup import prepare
@@ -103,6 +104,16 @@ def serve_command(
             "'deadline' (earliest SLO deadline first: tight apps overtake loose ones).",
         ),
     ] = "arrival",
+    overload_share: Annotated[
+        str,
+        typer.Option(
+            "--overload-share",
+            help="How an overloaded group shares its capacity among its apps: 'first-come' "
+            "(default: a request is admitted if it can meet its own SLO, so the loosest app "
+            "fills the queue) or 'even' (also held to the tightest active app's SLO: every "
+            "app admitted about as often).",
+        ),
+    ] = "first-come",
     standby: Annotated[
         int,
         typer.Option(
@@ -129,6 +140,9 @@ def serve_command(
     if batch_order not in ORDERS:
         raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {batch_order!r}",
                           field="--batch-order")  # fmt: skip
+    if overload_share not in SHARES:
+        raise ConfigError(f"must be one of {', '.join(SHARES)}, got {overload_share!r}",
+                          field="--overload-share")  # fmt: skip
     if rate_estimator not in ESTIMATORS:
         raise ConfigError(f"must be one of {', '.join(ESTIMATORS)}, got {rate_estimator!r}",
                           field="--rate-estimator")  # fmt: skip
@@ -151,7 +165,7 @@ def serve_command(
         replan_window_s=window or None, rate_estimator=rate_estimator,
         rate_floor=rate_floor,
         planner=prepared.replanner(), harvest=harvest, surge=surge, batch_order=batch_order,
-        standby=standby,
+        overload_share=overload_share, standby=standby,
     )  # fmt: skip
     server = Server(plan, prepared.profile, prepared.prices, prepared.runner, options)
     if server.harvester is not None:

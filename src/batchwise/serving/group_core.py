@@ -12,6 +12,7 @@ the simulator's :class:`~batchwise.sim.serving.GroupServer` adds drawn service t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -32,6 +33,17 @@ WAIT_MIN_FRACTION = 0.1
 ratios are noise (a 5 ms wait that took 20 ms says little about a 1 s queue)."""
 RETIME_EVERY = 8
 """Batches between re-fits of the timeouts to the calibrated service model."""
+FIRST_COME, EVEN = "first-come", "even"
+SHARES = (FIRST_COME, EVEN)
+"""How an overloaded group's capacity is shared among its apps (``serve --overload-share``).
+
+``first-come``: a request is admitted whenever it can meet its own SLO, so in arrival
+order the queue grows to the loosest app's SLO and a tight app's requests, arriving
+behind it, are refused (at 3x overload: the 1.0 s app 58 % admitted, the 0.2 s app 0.3 %).
+``even``: a request is also held to the tightest SLO among the group's active apps, so
+the queue stays short enough for every app and each is admitted about as often as it
+offers; nothing changes while the group keeps up, but a loose app's bursts that it
+could have waited out are refused once they queue longer than the tight app's SLO."""
 
 
 class GroupCore:
@@ -39,8 +51,11 @@ class GroupCore:
 
     def __init__(self, plan: GroupPlan, profile: ModelProfile, overhead_s: float, timer: Timer,
                  dispatch: DispatchSink, gate: Gate | None = None,
-                 order: str = ARRIVAL) -> None:  # fmt: skip
+                 order: str = ARRIVAL, share: str = FIRST_COME) -> None:  # fmt: skip
+        if share not in SHARES:
+            raise ValueError(f"share must be one of {SHARES}, got {share!r}")
         self.plan = plan
+        self.share = share
         self.fn = function_from_spec(plan.function)
         self.live_fn = self.fn  # what its instances run as now: the plan's, or a surge
         self.overhead_s = overhead_s
@@ -103,6 +118,10 @@ class GroupCore:
         meanwhile that will be (in deadline order: other apps' tighter requests)."""
         now = load.now
         self.arrivals.add(app, now, items)
+        if self.share == EVEN:  # no later than the tightest active app's SLO from now
+            tightest = min((self.plan.slos[a] for a in self.arrivals.active(now)
+                            if a in self.plan.slos), default=math.inf)  # fmt: skip
+            deadline = min(deadline, now + tightest)
         urgency = self.batcher.urgency(app, now)
         load = replace(load, ahead=self.batcher.ahead_of(urgency))
         return admission.decide(load, items, self.policy.timeouts_s.get(app, 0.0),

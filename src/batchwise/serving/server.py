@@ -94,6 +94,7 @@ class ServeOptions:
     harvest: bool = False  # lend idle CPU to a low-priority cgroup (serving.harvest)
     surge: bool = True  # groups bound by the cores take the free vCPU (scaling.surge)
     batch_order: str = "arrival"  # arrival | deadline (serving.batcher)
+    overload_share: str = "first-come"  # first-come | even (serving.group_core.SHARES)
     standby: int = 1  # warm instances per group kept beside the serving ones (see standby_for)
 
 
@@ -131,7 +132,8 @@ class GroupRuntime(GroupCore):
         self.index, self.server = index, server
         super().__init__(plan, server.profile, server.options.overhead_s, server.timer,
                          self._dispatch, gate=lambda: self.pool.can_take(),
-                         order=server.options.batch_order)  # fmt: skip
+                         order=server.options.batch_order,
+                         share=server.options.overload_share)  # fmt: skip
         self.name = f"g{index}" if epoch == 1 else f"e{epoch}g{index}"
         self.rejected = 0  # refusals by admission (the autoscaler reads deltas)
         self.offered_items = 0  # items that arrived, admitted or refused (deltas, too)
@@ -417,6 +419,7 @@ class Server:
         return {
             "epoch": self.epoch,
             "batch_order": self.options.batch_order,
+            "overload_share": self.options.overload_share,
             "plan": self.plan.model_dump(mode="json"),
             "groups": [
                 {"group": g.name, "apps": g.plan.apps, "function": g.fn.describe(),

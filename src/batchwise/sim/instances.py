@@ -44,6 +44,7 @@ class PoolSpec:
     cores: float | None = None  # what the controller fits instances in (None: this machine's)
     plan_start: bool = False  # autoscaled: start as live, sized for the planned load (not warm)
     batch_order: str = "arrival"  # arrival | deadline, as serve --batch-order
+    overload_share: str = "first-come"  # first-come | even, as serve --overload-share
     standby: int = 1  # autoscaled: warm standbys per group, as serve --standby
     idle_slowdown: bool = True  # a batch after an idle spell takes the profile's factor
 

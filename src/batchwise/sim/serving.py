@@ -170,7 +170,8 @@ class GroupServer:
             if profile is None:
                 raise ValueError("finite mode needs the model's profile (the service model)")
             self.core = GroupCore(group, profile, self._overhead_s, SimTimer(env), self._serve,
-                                  gate=self._gate, order=pool.batch_order)  # fmt: skip
+                                  gate=self._gate, order=pool.batch_order,
+                                  share=pool.overload_share)  # fmt: skip
             self.batcher = self.core.batcher
         else:
             policy = MultiSloBatchPolicy(group.batch_size, dict(group.timeouts))
