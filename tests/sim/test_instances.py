@@ -182,17 +182,23 @@ def test_the_pools_snapshot_predicts_free_times_from_starts_not_drawn_ends():
     assert queued == [] and free == pytest.approx([2.5, 2.5])  # idle: free now
 
 
+def _two_apps_at_twice_capacity(**pool: str):
+    """A tight (1.5 s) and a loose (6 s) app on one instance at twice its capacity
+    (~0.46 s a batch of 1: ~2.2 req/s), Poisson, 600 s: the run with the ``pool`` options
+    and the first-come, arrival-order one."""
+    fn = cpu_fn(1, 1.0)
+    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 1.5, "loose": 6.0}, fn, 1)
+    trace = poisson_trace({"tight": 1.0, "loose": 3.0}, 600.0, seed=5)
+    return [simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1,
+                     pool=PoolSpec(1, 1, **opts)) for opts in (pool, {})]  # fmt: skip
+
+
 def test_under_overload_the_tight_app_is_served_first_and_the_loose_one_refused():
     """Two apps share one instance at twice its capacity. In deadline order the tight
     app's requests overtake the loose queue and most are admitted (in arrival order,
     under 10 %: the loose app's queue fills the instance); the loose app absorbs the
     refusals (the jumpers it expects); admitted requests of both keep their SLOs."""
-    fn = cpu_fn(1, 1.0)  # ~0.46 s a batch of 1: ~2.2 req/s
-    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 1.5, "loose": 6.0}, fn, 1)
-    trace = poisson_trace({"tight": 1.0, "loose": 3.0}, 600.0, seed=5)
-    res = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1,
-                   pool=PoolSpec(1, 1, batch_order="deadline"))  # fmt: skip
-    fifo = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1))
+    res, fifo = _two_apps_at_twice_capacity(batch_order="deadline")
     tight, loose = res.apps["tight"], res.apps["loose"]
     assert fifo.apps["tight"].admitted_fraction < 0.1  # the loose queue fills the instance
     assert tight.admitted_fraction > 0.75 and loose.admitted_fraction < 0.6
@@ -205,12 +211,7 @@ def test_an_even_overload_share_admits_each_app_about_as_often():
     loose app's queue fills the instance (the tight app under 10 % admitted). An even
     share holds every request to the tight app's SLO while it sends: both apps are
     admitted at about the same rate, as much goodput is served, all of it on time."""
-    fn = cpu_fn(1, 1.0)  # ~0.46 s a batch of 1: ~2.2 req/s
-    group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 1.5, "loose": 6.0}, fn, 1)
-    trace = poisson_trace({"tight": 1.0, "loose": 3.0}, 600.0, seed=5)
-    even = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1,
-                    pool=PoolSpec(1, 1, overload_share="even"))  # fmt: skip
-    fifo = simulate(make_plan([group]), trace, PROFILE, PRICES, seed=1, pool=PoolSpec(1, 1))
+    even, fifo = _two_apps_at_twice_capacity(overload_share="even")
     tight, loose = even.apps["tight"], even.apps["loose"]
     assert fifo.apps["tight"].admitted_fraction < 0.1
     assert tight.admitted_fraction > 0.3
