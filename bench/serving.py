@@ -21,6 +21,10 @@ Experiments, strictly one at a time (never two benchmarks at once on 2 cores):
   (the machine's speed during the run, not during profiling: what drift leaves out);
   ``--only predict`` alone re-simulates the live runs already in ``--out``.
 
+``--serve-args '--overload-share even'`` passes options to every ``batchwise serve`` of
+the loads and the overload (the summary's ``command`` records them); each run's summary has
+``apps`` (on time of admitted) and ``apps_admitted`` per app.
+
 ``--repeats N`` runs every load, trace and system (and the overload) N times, interleaved
 in that order, and reports the median of each figure with every run's key figures in
 ``repeats`` (single 30 s runs on this VM vary by several points). Every raw JSON goes
@@ -140,7 +144,7 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         vals = [r.get(key) for r in runs]
         if all(_number(v) for v in vals):
             out[key] = rnd(float(statistics.median(vals)), 4)
-        elif isinstance(first, dict) and key == "apps":
+        elif isinstance(first, dict) and key in ("apps", "apps_admitted"):
             out[key] = {a: rnd(float(statistics.median(v)), 6) if all(_number(x) for x in v)
                         else first[a]
                         for a in first
@@ -338,11 +342,16 @@ def ours_summary(rep: dict[str, Any]) -> dict[str, Any]:
         "epochs": rep["epochs"],
         "sent_late_p99_s": rnd(rep["sent_late_p99_s"], 4),
         "apps": {a: v["slo_attainment"] for a, v in rep["apps"].items()},
+        "apps_admitted": {a: v["admitted_fraction"] for a, v in rep["apps"].items()},
         "cost_per_request_measured": rep["cost_per_request_measured"],
         "cost_per_request_predicted": rep["cost_per_request_predicted"],
         "foreign_cpu_frac": rep["bench"]["foreign_cpu_frac"],
         "warnings": rep["warnings"],
     }
+
+
+SERVE_ARGS: tuple[str, ...] = ()
+"""Options every ``batchwise serve`` of the loads and the overload gets (``--serve-args``)."""
 
 
 def ours_run(name: str, out: Path, env: dict[str, str], duration: float, scale: float,
@@ -351,7 +360,7 @@ def ours_run(name: str, out: Path, env: dict[str, str], duration: float, scale: 
     for attempt in (1, 2):
         quiet = wait_quiet()
         say(f"ours {name} (try {attempt}): rate-scale {scale:g}, traces {traces}")
-        with serving(apps_file, name, out, env) as info:
+        with serving(apps_file, name, out, env, SERVE_ARGS) as info:
             rep = load(info, name, out, env, duration, scale, traces)
         rep["bench"].update(
             quiet_busy_frac=quiet,
@@ -702,6 +711,9 @@ def main() -> None:
                     "optimised runner; the peer always runs its fp32 model)")  # fmt: skip
     ap.add_argument("--no-mo512", action="store_true", help="skip the peer's max_ongoing 512 runs")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bw-serving"), help="raw JSONs")
+    ap.add_argument("--serve-args", default="",
+                    help="options for every 'batchwise serve' of the loads and the overload, "
+                    "e.g. '--overload-share even' (one string, split as a shell would)")
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
     ap.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "peer")
     ap.add_argument("--peer-python", default=PEER_PYTHON)
@@ -731,6 +743,11 @@ def main() -> None:
     if not args.traces or not args.traces <= {"poisson", "bursty"}:
         ap.error("--traces: a subset of poisson,bursty")
     args.overhead_rates = [float(x) for x in args.overhead_rates.split(",")]
+    global SERVE_ARGS
+    try:
+        SERVE_ARGS = tuple(shlex.split(args.serve_args))
+    except ValueError as exc:
+        ap.error(f"--serve-args: {exc}")
     only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BATCHWISE_CACHE": args.cache}
