@@ -35,7 +35,7 @@ from batchwise.errors import BatchwiseError, ConfigError
 from batchwise.gpu.command import gpu_app
 from batchwise.loadgen.command import TraceOpt as SimTraceOpt
 from batchwise.loadgen.command import load_command
-from batchwise.options import in_range
+from batchwise.options import in_range, one_of
 from batchwise.outputs import check_output_dir, check_output_file, write_text
 from batchwise.perf.timeout import EqTimeoutFormula
 from batchwise.planner import DEFAULT_ALGORITHM, Algorithm, PlannerOptions, plan
@@ -109,9 +109,7 @@ def _emit_json(obj: Any) -> None:
 def _options(eq_timeout: str, objective: str = DEFAULT_OBJECTIVE) -> PlannerOptions:
     if eq_timeout not in ("eq5", "tightest"):
         raise ConfigError(f"must be 'eq5' or 'tightest', got {eq_timeout!r}", field="--eq-timeout")
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"must be one of {', '.join(OBJECTIVES)}, got {objective!r}",
-                          field="--objective")  # fmt: skip
+    one_of("--objective", objective, OBJECTIVES)
     formula: EqTimeoutFormula = "eq5" if eq_timeout == "eq5" else "tightest"
     return PlannerOptions(eq_timeout=formula, objective=objective)
 
@@ -438,15 +436,12 @@ def _pool(instances: int | None, max_instances: int | None, cold_start: float,
     if cores is not None:
         in_range("--cores", cores, 0.1, 4096.0)
     from batchwise.serving.batcher import ARRIVAL, ORDERS
-
-    if batch_order is not None and batch_order not in ORDERS:
-        raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {batch_order!r}",
-                          field="--batch-order")  # fmt: skip
     from batchwise.serving.group_core import FIRST_COME, SHARES
 
-    if overload_share is not None and overload_share not in SHARES:
-        raise ConfigError(f"must be one of {', '.join(SHARES)}, got {overload_share!r}",
-                          field="--overload-share")  # fmt: skip
+    if batch_order is not None:
+        one_of("--batch-order", batch_order, ORDERS)
+    if overload_share is not None:
+        one_of("--overload-share", overload_share, SHARES)
     plan_start = instances is None
     instances = 1 if instances is None else instances
     in_range("--instances", instances, 1, MAX_INSTANCES)

@@ -34,6 +34,13 @@ def in_range(option: str, value: float, low: float, high: float, low_open: bool 
     return value
 
 
+def one_of(option: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` when it is one of ``choices`` (exactly as spelled)."""
+    if value not in choices:
+        raise ConfigError(f"must be one of {', '.join(choices)}, got {value!r}", field=option)
+    return value
+
+
 def one_or_all(option: str, value: str, choices: type[E], noun: str) -> list[E]:
     """``value`` as one member of ``choices`` (case-insensitive), or all of them for ``all``."""
     v = value.strip().lower()

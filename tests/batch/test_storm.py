@@ -42,8 +42,8 @@ def test_kill_storm_every_record_exactly_once(tmp_path):
     ids = [r["id"] for r in rows]
     assert worker_kills >= 20 and master_kills == 2
     report = master.report()
-    lost = sorted(set(f"in.jsonl:{i}" for i in range(1, N + 1)) - set(ids))
+    lost = sorted({f"in.jsonl:{i}" for i in range(1, N + 1)} - set(ids))
     assert len(ids) == len(set(ids)) == N, (lost, report["quarantined_records"],
                                              report["quarantined"])  # fmt: skip
     assert all(r["output"] == 2 * (int(r["id"].split(":")[1]) - 1) for r in rows)  # v = row - 1
-    assert master.report()["shards"]["committed"] == N // 10
+    assert report["shards"]["committed"] == N // 10

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from batchwise import aio, heap
 from batchwise.errors import ConfigError
+from batchwise.options import one_of
 from batchwise.outputs import check_output_file, write_text
 from batchwise.scaling.rates import ESTIMATORS
 from batchwise.serving.batcher import ORDERS
@@ -137,15 +138,9 @@ def serve_command(
             raise ConfigError(f"must be in 1..1024, got {v}", field=opt)
     if window != 0 and not 1 <= window <= 86400:
         raise ConfigError(f"must be 0 or in 1..86400 seconds, got {window}", field="--window")
-    if batch_order not in ORDERS:
-        raise ConfigError(f"must be one of {', '.join(ORDERS)}, got {batch_order!r}",
-                          field="--batch-order")  # fmt: skip
-    if overload_share not in SHARES:
-        raise ConfigError(f"must be one of {', '.join(SHARES)}, got {overload_share!r}",
-                          field="--overload-share")  # fmt: skip
-    if rate_estimator not in ESTIMATORS:
-        raise ConfigError(f"must be one of {', '.join(ESTIMATORS)}, got {rate_estimator!r}",
-                          field="--rate-estimator")  # fmt: skip
+    one_of("--batch-order", batch_order, ORDERS)
+    one_of("--overload-share", overload_share, SHARES)
+    one_of("--rate-estimator", rate_estimator, ESTIMATORS)
     if not 0 <= rate_floor <= 1:  # also refuses nan
         raise ConfigError(f"must be in [0, 1], got {rate_floor}", field="--rate-floor")
     if plan_out is not None:
