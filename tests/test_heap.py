@@ -28,7 +28,9 @@ def test_objects_alive_at_settle_are_frozen_and_later_ones_are_collected_as_usua
     kept = [[1], {"a": 2}]
     assert _tracked(kept)
     frozen = heap.settle()
-    assert frozen > 0 and frozen == gc.get_freeze_count()
+    # At most that many stay frozen: a frozen object freed since (another thread's, say)
+    # leaves the permanent generation (CI once saw 845745 then 845743).
+    assert 0 < gc.get_freeze_count() <= frozen
     assert not _tracked(kept)  # in the permanent generation: no collection walks it
     later = [[3]]
     assert _tracked(later)
