@@ -404,7 +404,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"sent late p99 {_f(report['sent_late_p99_s'], '.4f')} s",
         f"cost per ok request: measured {_f(report['cost_per_request_measured'], '.4e')} {cur}, "
         f"predicted {_f(report['cost_per_request_predicted'], '.4e')} {cur}",
-        f"CPU-seconds per 1000 requests: gateway {_f(report['cpu_s_per_1000'], '.3f')}, "
+        "CPU-seconds per 1000 requests: gateway + instances "
+        f"{_f(report['cpu_s_per_1000'], '.3f')}, "
         f"load generator {_f(report['loadgen_cpu_s_per_1000'], '.3f')}",
         f"instances: at most {_f(report['instances_max'], 'd')}; admitted "
         f"{_pct(report['admitted_fraction'])} of requests sent"
@@ -461,6 +462,7 @@ def plot_timeline(m: Measurement, path: str | Path, title: str = "") -> Path:
     """Three panels over time: sent rate + instances, ok-p99 with SLOs, rejections."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from batchwise.outputs import save_figure
 
@@ -494,6 +496,9 @@ def plot_timeline(m: Measurement, path: str | Path, title: str = "") -> Path:
     ax_rej.set_ylabel("requests per window")
     ax_rej.set_xlabel("scheduled time since start (s)")
     ax_rej.set_xlim(0, nw * m.window_s)
+    # Counts: never below zero, whole numbers, and a visible axis when nothing was refused.
+    ax_rej.set_ylim(0, max(ax_rej.get_ylim()[1], 1))
+    ax_rej.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_rate, ax_lat, ax_rej):
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
