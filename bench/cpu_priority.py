@@ -96,8 +96,9 @@ def one(setup: str) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=7, help="rounds over every set-up")
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
     args = ap.parse_args()
@@ -111,8 +112,11 @@ def main() -> None:
     for r in range(args.repeats):
         for s in SETUPS:
             runs[s].append(round(one(s), 3))
-        print(f"[cpu_priority] round {r + 1}/{args.repeats}: "
-              + ", ".join(f"{s} {runs[s][-1]:.2f}x" for s in SETUPS), file=sys.stderr)
+        print(
+            f"[cpu_priority] round {r + 1}/{args.repeats}: "
+            + ", ".join(f"{s} {runs[s][-1]:.2f}x" for s in SETUPS),
+            file=sys.stderr,
+        )
     out: dict[str, Any] = {
         "repeats": args.repeats,
         "slowdown_median": {s: round(statistics.median(v), 3) for s, v in runs.items()},
@@ -120,8 +124,9 @@ def main() -> None:
     }
     if not args.json:
         for s in SETUPS:
-            print(f"{s:8s} median {out['slowdown_median'][s]:.2f}x  runs {runs[s]}",
-                  file=sys.stderr)
+            print(
+                f"{s:8s} median {out['slowdown_median'][s]:.2f}x  runs {runs[s]}", file=sys.stderr
+            )
     print(json.dumps(out))
 
 

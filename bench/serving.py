@@ -90,6 +90,8 @@ SLEEP_RATE_RPS = 100.0
 """The sleep app's planned rate: the overhead sweep's --rate-scale is rate / this."""
 P99_LIMIT_S = 0.05
 """The gateway-overhead bound: highest rate with p99 below this (s)."""
+
+
 def say(msg: str) -> None:
     print(f"[serving {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -549,11 +551,14 @@ def simulate(plan_file: Path, rates: dict[str, float], scale: float, duration: f
 COLD_START_S = "4"
 """A MiniLM instance's start to warm here (model load and warm-up batch at low priority
 while the others serve: 3-5 s in the gateway's logs), for the autoscaled simulation."""
-SIMULATIONS = (("sim", None, (), True), ("sim_long", 600.0, (), True),
-               ("sim_no_quota", 600.0, ("--cpu-period-ms", "0"), True),
-               ("sim_no_idle", None, ("--no-idle-slowdown",), True),
-               ("sim_auto", None, ("--autoscale", "--cold-start", COLD_START_S), False),
-               ("sim_auto_long", 600.0, ("--autoscale", "--cold-start", COLD_START_S), False))
+SIMULATIONS = (
+    ("sim", None, (), True),
+    ("sim_long", 600.0, (), True),
+    ("sim_no_quota", 600.0, ("--cpu-period-ms", "0"), True),
+    ("sim_no_idle", None, ("--no-idle-slowdown",), True),
+    ("sim_auto", None, ("--autoscale", "--cold-start", COLD_START_S), False),
+    ("sim_auto_long", 600.0, ("--autoscale", "--cold-start", COLD_START_S), False),
+)
 """Predictions compared with live: the run's length, 10 minutes, 10 minutes charging
 every batch the profile's back-to-back time (no CFS quota model: what it adds), the run's
 length without the profile's idle slowdown (what that adds), all with
@@ -620,8 +625,15 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
         entry["live_service_factor"] = None if factor is None else rnd(factor, 3)
         runs = [(tag, dur, extra, fixed, plan_file) for tag, dur, extra, fixed in SIMULATIONS]
         if factor is not None:  # the run's length at the live run's machine speed
-            runs.append(("sim_calibrated", None, (), True,
-                         calibrated_plan(plan_file, factor, args.out, f"calibrated-{k:g}x")))
+            runs.append(
+                (
+                    "sim_calibrated",
+                    None,
+                    (),
+                    True,
+                    calibrated_plan(plan_file, factor, args.out, f"calibrated-{k:g}x"),
+                )
+            )
         for tag, dur, extra, fixed, plan_used in runs:
             dur = dur or args.duration
             st = simulate(plan_used, rates, k, dur, n if fixed else None, args.out,
@@ -645,8 +657,12 @@ def predictability(args, rows: list[dict]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------- goals
 def goals(s: dict[str, Any]) -> dict[str, Any]:
     g: dict[str, Any] = {}
-    runs = [(r["scale"], t, r[f"ours_{t}"]) for r in s["loads"] for t in ("poisson", "bursty")
-            if f"ours_{t}" in r]
+    runs = [
+        (r["scale"], t, r[f"ours_{t}"])
+        for r in s["loads"]
+        for t in ("poisson", "bursty")
+        if f"ours_{t}" in r
+    ]
     g["1_slo_under_load"] = {
         "worst_slo_attainment": min((o["slo_attainment"] or 0.0) for _k, _t, o in runs),
         "worst_admitted_fraction": min(o["admitted_fraction"] or 0.0 for _k, _t, o in runs),
@@ -685,8 +701,9 @@ def goals(s: dict[str, Any]) -> dict[str, Any]:
         "met": bool(errs) and max(errs) <= 0.05 and max(p99e) <= 0.05,
         # The same at the live run's machine speed (not the goal: what drift leaves).
         "calibrated_max_cost_error": max((abs(c["cost_error"] or 0) for c in cal), default=None),
-        "calibrated_max_p99_error": max((abs(v or 0) for c in cal
-                                         for v in c["p99_error"].values()), default=None),
+        "calibrated_max_p99_error": max(
+            (abs(v or 0) for c in cal for v in c["p99_error"].values()), default=None
+        ),
     }
     ov = s["overload"]
     g["5_overload"] = {"reject_p99_s": ov["reject_p99_s"],
@@ -704,16 +721,22 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
     ap.add_argument("--loads", default="1,5,7,10", help="rate scales of the 4-app mix")
     ap.add_argument("--skip-peer", action="store_true", help="batchwise only")
-    ap.add_argument("--traces", default="poisson,bursty",
-                    help="batchwise's traces per load (predict needs poisson)")
+    ap.add_argument(
+        "--traces",
+        default="poisson,bursty",
+        help="batchwise's traces per load (predict needs poisson)",
+    )
     ap.add_argument("--apps", type=Path, default=APPS_FILE,
                     help="batchwise's apps file (e.g. examples/minilm-4apps-bf16.yaml: the "
                     "optimised runner; the peer always runs its fp32 model)")  # fmt: skip
     ap.add_argument("--no-mo512", action="store_true", help="skip the peer's max_ongoing 512 runs")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bw-serving"), help="raw JSONs")
-    ap.add_argument("--serve-args", default="",
-                    help="options for every 'batchwise serve' of the loads and the overload, "
-                    "e.g. '--overload-share even' (one string, split as a shell would)")
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        help="options for every 'batchwise serve' of the loads and the overload, "
+        "e.g. '--overload-share even' (one string, split as a shell would)",
+    )
     ap.add_argument("--json", action="store_true", help="print only the summary JSON")
     ap.add_argument("--peer-dir", type=Path, default=ROOT.parent / "shared" / "peer")
     ap.add_argument("--peer-python", default=PEER_PYTHON)
@@ -721,8 +744,12 @@ def main() -> None:
     ap.add_argument("--reuse-profile", action="store_true",
                     help="keep a cached MiniLM profile (default: profile again in this run, "
                     "since the machine's speed drifts between days)")  # fmt: skip
-    ap.add_argument("--repeats", type=int, default=1,
-                    help="runs per load, trace and system (medians reported; 1 = single runs)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs per load, trace and system (medians reported; 1 = single runs)",
+    )
     ap.add_argument("--overhead-rates", default="500,1000,1500,2000", help="req/s, sleep model")
     ap.add_argument("--overhead-duration", type=float, default=10.0)
     ap.add_argument(
@@ -751,8 +778,9 @@ def main() -> None:
     only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BATCHWISE_CACHE": args.cache}
-    peer = (None if args.skip_peer
-            else Peer(args.peer_dir.resolve(), args.peer_python, args.out, say))
+    peer = (
+        None if args.skip_peer else Peer(args.peer_dir.resolve(), args.peer_python, args.out, say)
+    )
     t0 = time.monotonic()
     s: dict[str, Any] = {"date": datetime.date.today().isoformat(),
                          "command": shlex.join([Path(sys.executable).name, *sys.argv]),

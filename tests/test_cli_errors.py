@@ -152,9 +152,7 @@ def test_simulate_finds_the_plans_profile_file_from_any_folder(tmp_path, monkeyp
     """A plan names its profiles file so that it resolves from wherever simulate runs."""
     cfg = tmp_path / "cfg"
     cfg.mkdir()
-    (cfg / "p.yaml").write_text(
-        "models:\n  MyNet:\n    gpu: {per_item_s: 0.002, base_s: 0.003}\n"
-    )
+    (cfg / "p.yaml").write_text("models:\n  MyNet:\n    gpu: {per_item_s: 0.002, base_s: 0.003}\n")
     (cfg / "apps.yaml").write_text(
         "model: MyNet\nprofiles: p.yaml\napps:\n  - {name: a, slo: 0.5, rate: 5}\n"
     )

@@ -276,8 +276,6 @@ def _at(source: str, lines: Any, field: str) -> str:
     return f"{source}:{line}: {field}" if line else f"{source}: {field}"
 
 
-
-
 @app.command("simulate")
 def simulate_cmd(
     plan_file: Annotated[
@@ -311,53 +309,71 @@ def simulate_cmd(
     ] = 0.0,
     overhead: Annotated[
         float | None,
-        typer.Option(help="Finite mode: seconds each request spends outside batching (HTTP, "
-                     "IPC), kept out of the timeouts as the gateway does [default: 0.015]."),
+        typer.Option(
+            help="Finite mode: seconds each request spends outside batching (HTTP, "
+            "IPC), kept out of the timeouts as the gateway does [default: 0.015]."
+        ),
     ] = None,
     cpu_period_ms: Annotated[
         float | None,
-        typer.Option(help="Finite mode: CFS period of CPU instances' vCPU quotas (ms); 0: "
-                     "charge every batch the profile's back-to-back time [default: 100]."),
+        typer.Option(
+            help="Finite mode: CFS period of CPU instances' vCPU quotas (ms); 0: "
+            "charge every batch the profile's back-to-back time [default: 100]."
+        ),
     ] = None,
     admission: Annotated[
         bool | None,
-        typer.Option("--admission/--no-admission",
-                     help="Finite mode: refuse requests the queue would make late, as 'serve' "
-                     "does [default: on]."),
+        typer.Option(
+            "--admission/--no-admission",
+            help="Finite mode: refuse requests the queue would make late, as 'serve' "
+            "does [default: on].",
+        ),
     ] = None,
     idle_slowdown: Annotated[
         bool | None,
-        typer.Option("--idle-slowdown/--no-idle-slowdown",
-                     help="Finite mode: a batch after its instance sat idle runs slower by the "
-                     "profile's idle_slowdown (measured by 'batchwise profile') [default: on]."),
+        typer.Option(
+            "--idle-slowdown/--no-idle-slowdown",
+            help="Finite mode: a batch after its instance sat idle runs slower by the "
+            "profile's idle_slowdown (measured by 'batchwise profile') [default: on].",
+        ),
     ] = None,
     autoscale: Annotated[
         bool,
-        typer.Option("--autoscale",
-                     help="Finite mode, sized as 'serve' sizes it: groups start with the "
-                     "instances their planned load needs (or --instances) and the live "
-                     "controller grows them (vertically first) and starts or drains instances "
-                     "every second, within --cores."),
+        typer.Option(
+            "--autoscale",
+            help="Finite mode, sized as 'serve' sizes it: groups start with the "
+            "instances their planned load needs (or --instances) and the live "
+            "controller grows them (vertically first) and starts or drains instances "
+            "every second, within --cores.",
+        ),
     ] = False,
     cores: Annotated[
         float | None,
-        typer.Option(help="With --autoscale: vCPUs the instances fit in [default: this "
-                     "machine's cores]."),
+        typer.Option(
+            help="With --autoscale: vCPUs the instances fit in [default: this machine's cores]."
+        ),
     ] = None,
     batch_order: Annotated[
         str | None,
-        typer.Option("--batch-order", help="Finite mode: 'arrival' or 'deadline', as serve "
-                     "--batch-order [default: arrival]."),
+        typer.Option(
+            "--batch-order",
+            help="Finite mode: 'arrival' or 'deadline', as serve --batch-order [default: arrival].",
+        ),
     ] = None,
     overload_share: Annotated[
         str | None,
-        typer.Option("--overload-share", help="Finite mode: 'first-come' or 'even', as serve "
-                     "--overload-share [default: first-come]."),
+        typer.Option(
+            "--overload-share",
+            help="Finite mode: 'first-come' or 'even', as serve "
+            "--overload-share [default: first-come].",
+        ),
     ] = None,
     standby: Annotated[
         int | None,
-        typer.Option(help="With --autoscale: warm standby instances per group, as serve "
-                     "--standby (a scale-up promotes one at once) [default: 1]."),
+        typer.Option(
+            help="With --autoscale: warm standby instances per group, as serve "
+            "--standby (a scale-up promotes one at once) [default: 1]."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -27,8 +27,12 @@ def ids(out: Path) -> list[str]:
 
 def test_a_job_resumed_with_the_clock_moved_finishes_within_one_lease(tmp_path):
     n, lease_s = 200, 20
-    job = write_job(tmp_path, n, "bw_test_models:SlowDouble",
-                    f"shards: {{records: 10}}\nworkers: {{count: 2}}\nlease_s: {lease_s}\n")
+    job = write_job(
+        tmp_path,
+        n,
+        "bw_test_models:SlowDouble",
+        f"shards: {{records: 10}}\nworkers: {{count: 2}}\nlease_s: {lease_s}\n",
+    )
     first = Master(job)
     while first.progress[0]["committed"] < 3 or not first.progress[0]["leased"]:
         first.step()
@@ -111,8 +115,11 @@ def test_files_added_to_the_input_become_new_shards_changed_ones_are_refused(tmp
     assert prepare(table, load_job(job), tmp_path).shards_added == 0  # nothing new now
     (tmp_path / "in" / "a1.txt").write_text("a longer text than before")
     os.remove(tmp_path / "in" / "a2.txt")
-    with pytest.raises(JobMismatchError, match=r"1 changed size, e\.g\. .*a1\.txt \(6 -> 25 bytes"
-                                               r"\); 1 no longer there, e\.g\. .*a2\.txt"):
+    with pytest.raises(
+        JobMismatchError,
+        match=r"1 changed size, e\.g\. .*a1\.txt \(6 -> 25 bytes"
+        r"\); 1 no longer there, e\.g\. .*a2\.txt",
+    ):
         prepare(table, load_job(job), tmp_path)
 
 

@@ -43,8 +43,6 @@ authors' code (ties to the lowest id) gives 242/223/160/155, 386/348/272/263,
 693/637/520/499."""
 
 
-
-
 @cache
 def workload(n: int) -> Workload:
     return load_workload(DATA / f"instances-{n}.txt")

@@ -18,8 +18,6 @@ def shipped(name: str) -> str:
     return str(DILU_DIR / name)
 
 
-
-
 def _json(argv: list[str], capsys) -> dict:
     assert cli_exit([*argv, "--json"]) == 0
     return json.loads(capsys.readouterr().out)

@@ -32,8 +32,12 @@ def test_an_unmeasured_thread_count_takes_the_nearest_measured():
 
 
 def test_fit_takes_median_ratios_of_pairs_and_never_a_speed_up():
-    pairs = {1: {1: [(0.012, 0.010), (0.013, 0.010), (0.050, 0.010)],  # one outlier
-                 8: [(0.038, 0.040), (0.039, 0.040)]}}  # idle "faster": noise
+    pairs = {
+        1: {
+            1: [(0.012, 0.010), (0.013, 0.010), (0.050, 0.010)],  # one outlier
+            8: [(0.038, 0.040), (0.039, 0.040)],
+        }
+    }  # idle "faster": noise
     spec = fit_idle(pairs)
     assert spec is not None and spec.after_s == IDLE_AFTER_S
     f = {(p.threads, p.batch): p.factor for p in spec.points}

@@ -75,8 +75,12 @@ def test_thread_counts_not_measured_fall_back_to_the_fit():
 
 
 def test_profiles_of_yesterday_with_unthrottled_read_as_measured_at_their_threads():
-    data = {"avg": FIT, "max": FIT, "memory_base_mb": 100,
-            "unthrottled": [{"threads": 1, "batch": [1], "avg_s": [0.01], "max_s": [0.02]}]}
+    data = {
+        "avg": FIT,
+        "max": FIT,
+        "memory_base_mb": 100,
+        "unthrottled": [{"threads": 1, "batch": [1], "avg_s": [0.01], "max_s": [0.02]}],
+    }
     (curve,) = CpuProfile.model_validate(data).measured
     assert (curve.vcpu, curve.threads, curve.unthrottled) == (1.0, 1, True)
 

@@ -22,8 +22,6 @@ def test_expected_objective_lowers_or_keeps_the_expected_cost(vgg19, prices_fc, 
         assert exp.cost_per_request >= full.cost_per_request * (1 - 1e-9)
 
 
-
-
 def test_objective_option_on_the_cli(capsys):
     from utils import EXAMPLES_DIR
 

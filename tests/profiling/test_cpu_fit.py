@@ -33,4 +33,5 @@ def test_the_fit_through_clean_cells_reproduces_them():
     assert profile.vcpu_range == (0.5, 2.0)
     assert max(abs(p.avg_error) for p in points) < 0.05
     assert [p.mean_s for p in points if p.batch == 1] == pytest.approx(
-        [clean(c, 1) for c in (0.5, 1.0, 1.5, 2.0)], rel=0.02)
+        [clean(c, 1) for c in (0.5, 1.0, 1.5, 2.0)], rel=0.02
+    )

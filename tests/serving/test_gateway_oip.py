@@ -124,13 +124,20 @@ def test_plan_metrics_and_stats_endpoints(gw):
     assert doc["history"] and doc["history"][0]["action"] == "start"
     # idle: every instance at its plan's size (no surge)
     assert [g["vcpu_per_instance"] for g in doc["groups"]] == [
-        g["function"]["vcpu"] for g in doc["plan"]["groups"]]
+        g["function"]["vcpu"] for g in doc["plan"]["groups"]
+    ]
     with urllib.request.urlopen(gw.url + "/metrics", timeout=10) as r:
         text = r.read().decode()
-    for name in ("batchwise_requests_total", "batchwise_request_duration_seconds_bucket",
-                 "batchwise_batch_size_bucket", "batchwise_queue_depth",
-                 "batchwise_instances", "batchwise_cost_total", "batchwise_slo_attainment",
-                 "batchwise_instance_vcpu"):
+    for name in (
+        "batchwise_requests_total",
+        "batchwise_request_duration_seconds_bucket",
+        "batchwise_batch_size_bucket",
+        "batchwise_queue_depth",
+        "batchwise_instances",
+        "batchwise_cost_total",
+        "batchwise_slo_attainment",
+        "batchwise_instance_vcpu",
+    ):
         assert name in text, name
     code, _, stats = _request(gw, "GET", "/v1/stats")
     assert code == 200 and stats["cpu_s"] > 0 and stats["groups"]

@@ -73,8 +73,9 @@ def test_a_tight_request_is_admitted_ahead_of_a_loose_queue_that_refuses_more_lo
     fn = cpu_fn(4, 2.0)  # VGG19, batch 4: ~0.6 s a full batch
     group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 4.0}, fn, 4)
     env, sent = Environment(), []
-    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), sent.append, gate=lambda: False,
-                  order="deadline")
+    c = GroupCore(
+        group, PROFILE, 0.015, SimTimer(env), sent.append, gate=lambda: False, order="deadline"
+    )
     for i in range(16):
         c.batcher.submit(i, "loose")
     assert sent == []  # held: no instance can take a batch
@@ -89,8 +90,9 @@ def test_jumpers_are_expected_from_tighter_apps_arrival_rates():
     fn = cpu_fn(4, 2.0)
     group = make_group({"tight": 1.0, "loose": 1.0}, {"tight": 2.5, "loose": 4.0}, fn, 4)
     env = Environment()
-    c = GroupCore(group, PROFILE, 0.015, SimTimer(env), lambda b: None, gate=lambda: False,
-                  order="deadline")
+    c = GroupCore(
+        group, PROFILE, 0.015, SimTimer(env), lambda b: None, gate=lambda: False, order="deadline"
+    )
     busy = c.snapshot(env.now, [], [env.now + 0.5])
     before = c.admit("loose", 1, env.now + 4.0, busy)
     for _ in range(40):  # tight requests arriving fast (counted whether admitted or not)
@@ -118,7 +120,6 @@ def test_the_wait_stretch_is_the_groups_in_arrival_order_and_each_apps_in_deadli
     assert c.queue_stretch(env.now) == pytest.approx(2.0)
     b_stretch = c._stretch("b").value(env.now)
     assert b_stretch == (pytest.approx(2.0) if shared else 1.5)  # 1.5: b's own, still cold
-
 
 
 def _two_apps(share: str) -> tuple[GroupCore, Environment]:

@@ -24,8 +24,16 @@ from batchwise.resources.cpu_quota import CGROUP_V1, CGROUP_V2, CpuQuota, detect
 from batchwise.serving.setup import prepare
 
 SLEEP = '{"base_s": 0.005, "per_item_s": 0.001}'
-GRID = ["--batch-sizes", "1,2,4", "--vcpus", "0.2,0.4,0.6", "--repeats", "3",
-        "--min-cell-seconds", "0"]
+GRID = [
+    "--batch-sizes",
+    "1,2,4",
+    "--vcpus",
+    "0.2,0.4,0.6",
+    "--repeats",
+    "3",
+    "--min-cell-seconds",
+    "0",
+]
 
 
 def _run_cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -269,7 +269,8 @@ def test_the_simulators_work_at_full_speed_is_the_measured_whole_vcpu_curve():
     fitted_prof = _fast_profile()
     curve = MeasuredCurve(vcpu=1.0, threads=1, batch=[1], avg_s=[0.03], max_s=[0.03])
     prof = fitted_prof.model_copy(
-        update={"cpu": fitted_prof.cpu.model_copy(update={"measured": [curve]})})
+        update={"cpu": fitted_prof.cpu.model_copy(update={"measured": [curve]})}
+    )
     fn = cpu_fn(1, 0.5)
     plan = make_plan([make_group({"a": 1.0}, {"a": 1.0}, fn, 1, timeouts={"a": 0.0})])
     trace = fixed_trace({"a": [i + 0.5 for i in range(10)]}, 11.0)

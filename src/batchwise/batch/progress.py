@@ -120,8 +120,14 @@ def _watch(master: Master, console: Any) -> dict[str, Any]:
     )  # fmt: skip
     with Progress(*columns, console=console) as bar:
         counts, records = master.progress
-        task = bar.add_task("job", total=sum(counts.values()), workers=0, records=records,
-                            completed=counts["committed"] + counts["quarantined"], rate=0.0)
+        task = bar.add_task(
+            "job",
+            total=sum(counts.values()),
+            workers=0,
+            records=records,
+            completed=counts["committed"] + counts["quarantined"],
+            rate=0.0,
+        )
 
         def tick(m: Master) -> None:  # counts from the master's last poll: no extra reads
             counts, records = m.progress

@@ -386,8 +386,11 @@ class ShardTable:
                     deaths += 1
                     decision = self.retry.after_death(attempt, deaths, now)
                     state = "todo" if decision.retry else "quarantined"
-                    error = f"worker died ({reason})" if decision.retry else (
-                        f"its workers died {deaths} times holding it (last: {reason})")
+                    error = (
+                        f"worker died ({reason})"
+                        if decision.retry
+                        else (f"its workers died {deaths} times holding it (last: {reason})")
+                    )
                 db.execute(
                     f"UPDATE shards SET state=?, owner=NULL, {_UNGUARD}, not_before=?, "
                     "attempt=?, deaths=?, error=? WHERE id=?",

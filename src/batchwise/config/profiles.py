@@ -42,17 +42,23 @@ class MeasuredCurve(_Strict):
     threads: int = Field(ge=1, le=1024, description="runtime threads the instance ran")
     batch: list[int] = Field(min_length=1, max_length=MAX_BATCH,
                              description="measured batch sizes, increasing")  # fmt: skip
-    avg_s: list[Positive] = Field(min_length=1, max_length=MAX_BATCH,
-                                  description="mean latency per measured batch size (s)")
-    max_s: list[Positive] = Field(min_length=1, max_length=MAX_BATCH,
-                                  description="99th percentile per measured batch size (s)")
+    avg_s: list[Positive] = Field(
+        min_length=1, max_length=MAX_BATCH, description="mean latency per measured batch size (s)"
+    )
+    max_s: list[Positive] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="99th percentile per measured batch size (s)",
+    )
 
     @model_validator(mode="after")
     def _aligned(self) -> MeasuredCurve:
         if not len(self.batch) == len(self.avg_s) == len(self.max_s):
             raise ValueError("batch, avg_s and max_s must have the same length")
-        if any(b <= a for a, b in zip(self.batch, self.batch[1:], strict=False)) or \
-                self.batch[0] < 1:
+        if (
+            any(b <= a for a, b in zip(self.batch, self.batch[1:], strict=False))
+            or self.batch[0] < 1
+        ):
             raise ValueError("batch must be increasing positive sizes")
         return self
 

@@ -69,7 +69,8 @@ def coscale_command(
     mode: Annotated[
         str,
         typer.Option(
-            "--mode", "-m",
+            "--mode",
+            "-m",
             help="dilu, horizontal-only, static-request, static-limit, exclusive, or all.",
         ),
     ] = ALL,

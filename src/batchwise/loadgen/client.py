@@ -72,6 +72,7 @@ MAX_INPUT_ELEMENTS = 4_000_000
 MAX_META_CONCURRENCY = 64
 """Concurrent ``GET /v2/models/{app}`` while preparing."""
 
+
 # -- target ----------------------------------------------------------------------------------
 def check_target(url: str, allow_remote: bool) -> str:
     """The gateway's base URL (no trailing slash); only loopback unless ``allow_remote``."""

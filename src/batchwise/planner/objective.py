@@ -70,6 +70,9 @@ def expected_row(table: ConfigTable, g: GroupSummary, lm: LatencyModel, prices: 
         c = _expected_cost(table, g, int(r), lm, prices)
         if c < best_cost:
             best, best_cost = int(r), c
-    keep = incumbent is not None and best != incumbent and (
-        best_cost >= (1.0 - MIN_GAIN) * _expected_cost(table, g, incumbent, lm, prices))
+    keep = (
+        incumbent is not None
+        and best != incumbent
+        and (best_cost >= (1.0 - MIN_GAIN) * _expected_cost(table, g, incumbent, lm, prices))
+    )
     return incumbent if keep else best

@@ -99,8 +99,9 @@ def profile_command(
             status.update(f"profiling {model}: {done}/{total} batches ({what})")
 
         try:
-            result = profile_model(model, opts, ".", sizes, allots, repeats, name, progress,
-                                   min_cell_seconds)
+            result = profile_model(
+                model, opts, ".", sizes, allots, repeats, name, progress, min_cell_seconds
+            )
         except TypeError as exc:
             raise ConfigError(f"{exc}", field="--options") from None
         except ValueError as exc:

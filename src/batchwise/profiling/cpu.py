@@ -127,15 +127,19 @@ class ProfileResult:
     def to_dict(self) -> dict[str, Any]:
         errs = [abs(p.avg_error) for p in self.points]
         return {
-            "model": self.name, "options": self.options, "cpu_quota": self.mechanism,
-            "seconds": round(self.seconds, 2), "memory_base_mb": round(self.memory_base_mb, 1),
+            "model": self.name,
+            "options": self.options,
+            "cpu_quota": self.mechanism,
+            "seconds": round(self.seconds, 2),
+            "memory_base_mb": round(self.memory_base_mb, 1),
             "batch_sizes": sorted({p.batch for p in self.points}),
             "vcpus": sorted({p.vcpu for p in self.points}),
             "fit_error_mean": round(float(np.mean(errs)), 4) if errs else None,
             "fit_error_max": round(float(np.max(errs)), 4) if errs else None,
             "dropped_vcpus": self.dropped_vcpus,
             "idle_slowdown": [p.model_dump() for p in self.profile.cpu.idle_slowdown.points]
-            if self.profile.cpu is not None and self.profile.cpu.idle_slowdown else [],
+            if self.profile.cpu is not None and self.profile.cpu.idle_slowdown
+            else [],
             "points": [p.to_dict() for p in self.points],
             "profile": self.profile.model_dump(mode="json"),
         }
@@ -203,7 +207,7 @@ async def measure_allotment(
             async def one(r: int, b: int, count: bool = True) -> float:
                 start = (r * b) % max(1, len(records) - b)
                 fut = loop.create_future()
-                pool.submit(Batch(r, [_Item(x) for x in records[start:start + b]], fut))
+                pool.submit(Batch(r, [_Item(x) for x in records[start : start + b]], fut))
                 _, busy = await fut
                 if count:  # progress counts the planned batches; extra ones fill a cell
                     tick()
@@ -319,20 +323,31 @@ def profile_model(
         idle: dict[float, Pairs] = {}
         mech, rss = "", 0.0
         for c in vc:
+
             def tick(c: float = c) -> None:
                 done[0] += 1
                 if progress:
                     progress(f"{c:g} vCPU", done[0], total)
 
             cells[c], idle[c], mech, r = await measure_allotment(
-                model, opts, base, c, sizes, repeats, records, tick, idle_reps[c], min_cell_s)
+                model, opts, base, c, sizes, repeats, records, tick, idle_reps[c], min_cell_s
+            )
             rss = max(rss, r)
         for c in implausible_allotments(cells):  # once more, now the machine may be quiet
             if progress:
                 progress(f"{c:g} vCPU again (slower than less CPU)", done[0], total)
             cells[c], idle[c], _, _ = await measure_allotment(
-                model, opts, base, c, sizes, repeats, records, lambda: None, idle_reps[c],
-                min_cell_s)
+                model,
+                opts,
+                base,
+                c,
+                sizes,
+                repeats,
+                records,
+                lambda: None,
+                idle_reps[c],
+                min_cell_s,
+            )
         return cells, idle, mech, rss
 
     cells, idle, mechanism, rss = aio.run(run())

@@ -81,5 +81,6 @@ def want_instances(sig: GroupSignal, target: float = TARGET_UTILISATION) -> Want
     if backlog or capacity_short:
         want = max(want, n + 1)
         why += (f"; {sig.rejected} refused" if sig.rejected else "") + (
-            f"; {sig.queued_items} items queued" if backlog else "")
+            f"; {sig.queued_items} items queued" if backlog else ""
+        )
     return Want(want, why)

@@ -255,8 +255,11 @@ class Controller:
             if abs(milli - _milli(g.live_fn.vcpu)) > SURGE_STEP_MILLI:
                 before = g.live_fn.vcpu
                 g.resize(milli / 1000)
-                why = ("wants more instances than the cores hold or are warm"
-                       if milli > _milli(g.fn.vcpu) else f"back to the plan's {g.fn.vcpu:g}")
+                why = (
+                    "wants more instances than the cores hold or are warm"
+                    if milli > _milli(g.fn.vcpu)
+                    else f"back to the plan's {g.fn.vcpu:g}"
+                )
                 self.server._record("surge", f"group {g.name}: {before:g} -> {milli / 1000:g} "
                                     f"vCPU per instance: {why}")  # fmt: skip
 

@@ -50,7 +50,8 @@ class ServingMetrics:
                                    "group runs with (the plan's, or more in a surge)",
                                    ["group"], registry=r)  # fmt: skip
         self._apps: dict[str, dict[str, float]] = defaultdict(
-            lambda: {"answered": 0, "ok": 0, "slo_met": 0, "rejected": 0, "errors": 0})
+            lambda: {"answered": 0, "ok": 0, "slo_met": 0, "rejected": 0, "errors": 0}
+        )
 
     def bind(self, server: Server) -> None:
         """Gauges read the server's state when scraped."""

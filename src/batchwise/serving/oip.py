@@ -289,8 +289,11 @@ def encode_infer(model: str, req: InferRequest, outputs: list[Any],
         entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
                                  "shape": list(arr.shape)}  # fmt: skip
         if req.all_binary or spec.name in req.binary_outputs:
-            blob = _bytes_blob(arr) if spec.datatype == "BYTES" else (
-                arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+            blob = (
+                _bytes_blob(arr)
+                if spec.datatype == "BYTES"
+                else (arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+            )
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

@@ -233,8 +233,11 @@ class GroupPool:
     def resizable(self) -> bool:
         """Can the controller change its instances' vCPU from outside? Only through their
         cgroup quotas (a duty cycle lives in the instance), not while a harvester owns them."""
-        return (self.watcher is None and bool(self.members)
-                and all(m.quota.path is not None for m in self.members.values()))
+        return (
+            self.watcher is None
+            and bool(self.members)
+            and all(m.quota.path is not None for m in self.members.values())
+        )
 
     def resize(self, vcpu: float) -> None:
         """Every live instance's quota (and each new one's) becomes ``vcpu`` at once."""

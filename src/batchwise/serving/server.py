@@ -422,16 +422,23 @@ class Server:
             "overload_share": self.options.overload_share,
             "plan": self.plan.model_dump(mode="json"),
             "groups": [
-                {"group": g.name, "apps": g.plan.apps, "function": g.fn.describe(),
-                 "batch_size": g.plan.batch_size, "instances": g.pool.live_count(),
-                 "vcpu_per_instance": g.live_fn.vcpu,
-                 "ready": g.pool.ready_count(), "target": g.pool.target,
-                 "standby": g.pool.standby_count(),
-                 "cpu_quota": g.pool.cfg.mechanism if not g.pool.members else
-                 next(iter(g.pool.members.values())).quota.mechanism,
-                 "service_factor": round(g.model.factor, 4),
-                 "service_tail": round(g.model.tail, 4),
-                 "queue_stretch": round(g.queue_stretch(self.timer.now()), 4)}
+                {
+                    "group": g.name,
+                    "apps": g.plan.apps,
+                    "function": g.fn.describe(),
+                    "batch_size": g.plan.batch_size,
+                    "instances": g.pool.live_count(),
+                    "vcpu_per_instance": g.live_fn.vcpu,
+                    "ready": g.pool.ready_count(),
+                    "target": g.pool.target,
+                    "standby": g.pool.standby_count(),
+                    "cpu_quota": g.pool.cfg.mechanism
+                    if not g.pool.members
+                    else next(iter(g.pool.members.values())).quota.mechanism,
+                    "service_factor": round(g.model.factor, 4),
+                    "service_tail": round(g.model.tail, 4),
+                    "queue_stretch": round(g.queue_stretch(self.timer.now()), 4),
+                }
                 for g in self.groups
             ],
             "history": self.history,
@@ -458,9 +465,16 @@ class Server:
             "currency": self.prices.currency,
             "cpu_s": _cpu_seconds(pids),
             "loop_lag_s": round(self.lag.lag_s(), 4),
-            "groups": {g.name: {"busy_s": g.busy_s, "cost": g.cost, "batches": g.batches,
-                                "instances": g.pool.live_count(),
-                                "deaths": g.pool.deaths} for g in self.groups},
+            "groups": {
+                g.name: {
+                    "busy_s": g.busy_s,
+                    "cost": g.cost,
+                    "batches": g.batches,
+                    "instances": g.pool.live_count(),
+                    "deaths": g.pool.deaths,
+                }
+                for g in self.groups
+            },
             "apps": self.metrics.app_stats(),
             "predicted_cost_per_request": self.plan.expected_cost_per_request,
             "harvest": None if self.harvester is None else self.harvester.stats(),

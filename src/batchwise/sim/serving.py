@@ -153,18 +153,31 @@ class GroupServer:
         # run with two threads, and said 19 ms where one thread takes 23).
         # Where the profile measured that many whole vCPUs, the measured times are the
         # work (:func:`~batchwise.perf.latency.unthrottled`), not the fit through them.
-        full = self.fn if self.pool is None or not self.pool.quota_model else \
-            replace(self.fn, vcpu=float(self.pool.threads))
+        full = (
+            self.fn
+            if self.pool is None or not self.pool.quota_model
+            else replace(self.fn, vcpu=float(self.pool.threads))
+        )
         self._work_avg: list[float] = []  # batch of n at n-1
         self._work_max: list[float] = []
         for n in sizes:
-            m = (unthrottled(latency.cpu, self.pool.threads, n) if full is not self.fn
-                 and self.pool is not None and latency.cpu is not None else None)
+            m = (
+                unthrottled(latency.cpu, self.pool.threads, n)
+                if full is not self.fn and self.pool is not None and latency.cpu is not None
+                else None
+            )
             self._work_avg.append(m[0] if m else latency.avg(full, n))
             self._work_max.append(m[1] if m else latency.max(full, n))
         self._overhead_s = 0.0 if pool is None else pool.overhead_s
-        self._idle = (profile.cpu.idle_slowdown if pool is not None and pool.idle_slowdown
-                      and cpu and profile is not None and profile.cpu is not None else None)
+        self._idle = (
+            profile.cpu.idle_slowdown
+            if pool is not None
+            and pool.idle_slowdown
+            and cpu
+            and profile is not None
+            and profile.cpu is not None
+            else None
+        )
         self.core: GroupCore | None = None
         if pool is not None:  # a fixed machine: decide as the gateway does
             if profile is None:
@@ -303,8 +316,9 @@ class GroupServer:
             instances=self.pool.size if self.pool is not None else None,
             mean_queue_s=(self.pool.queued_s / self.batches if self.pool and self.batches else 0.0),
             mean_throttle_s=self.throttled_s / self.batches if self.batches else 0.0,
-            mean_idle_slowdown_s=(self.pool.idle_extra_s / self.batches
-                                  if self.pool and self.batches else 0.0),
+            mean_idle_slowdown_s=(
+                self.pool.idle_extra_s / self.batches if self.pool and self.batches else 0.0
+            ),
             rejected=self.rejected,
             peak_vcpu=self.peak_vcpu if self.pool is not None else None,
             scale_events=self.scale_events,
@@ -487,8 +501,9 @@ class SimResult:
                 "slo_violation_rate",
             )
         }  # fmt: skip
-        head["admitted_fraction"] = (self.requests - self.rejected) / self.requests \
-            if self.requests else 1.0
+        head["admitted_fraction"] = (
+            (self.requests - self.rejected) / self.requests if self.requests else 1.0
+        )
         head["apps"] = {a: s.to_dict() for a, s in self.apps.items()}
         head["groups"] = [g.to_dict() for g in self.groups]
         return head
