@@ -775,6 +775,11 @@ def main() -> None:
         SERVE_ARGS = tuple(shlex.split(args.serve_args))
     except ValueError as exc:
         ap.error(f"--serve-args: {exc}")
+    if not args.skip_peer:
+        for need in (args.peer_dir / "netns_run.sh", Path(args.peer_python)):
+            if not need.exists():
+                ap.error(f"--peer-dir/--peer-python: {need} not found (set up the peer as "
+                         "above, or --skip-peer)")  # fmt: skip
     only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BATCHWISE_CACHE": args.cache}
