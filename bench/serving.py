@@ -74,9 +74,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer import MAX_FOREIGN_CPU, PEER_PYTHON, Peer, busy_cpu_s, save, wait_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
-BW = [str(Path(sys.executable).parent / "batchwise")]
+_BESIDE = Path(sys.executable).parent / "batchwise"
+BW = [str(_BESIDE if _BESIDE.exists() else ROOT / ".venv" / "bin" / "batchwise")]
 """The CLI beside the interpreter running this script (its venv), so that a frozen clone
-without a ``.venv`` of its own runs with ``PYTHONPATH=<clone>/src`` and this venv."""
+without a ``.venv`` of its own runs with ``PYTHONPATH=<clone>/src`` and this venv; else
+the checkout's own ``.venv``."""
 APPS_FILE = ROOT / "examples" / "minilm-4apps.yaml"
 PEER_APPS = "a:2:0.2,b:4:0.4,c:6:0.7,d:8:1.0"
 PEER_TO_OURS = {"a": "chat", "b": "search", "c": "tagging", "d": "digest"}
